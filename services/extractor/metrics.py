@@ -1,0 +1,36 @@
+"""Every Prometheus metric the extractor exports."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+from services.common.metrics import LATENCY_BUCKETS, UNIT_BUCKETS
+
+ROWS = Counter(
+    "sluice_extractor_rows_total", "Rows read from sources.", ["pipeline", "task", "format"]
+)
+BYTES = Counter(
+    "sluice_extractor_bytes_total",
+    "Arrow bytes sent downstream.",
+    ["pipeline", "task", "format"],
+)
+UNITS = Counter(
+    "sluice_extractor_units_total",
+    "Units streamed, by outcome.",
+    ["pipeline", "task", "outcome"],
+)
+DISCOVERED = Counter(
+    "sluice_extractor_units_discovered_total", "Units listed by Discover.", ["pipeline", "task"]
+)
+BATCH_SECONDS = Histogram(
+    "sluice_extractor_batch_seconds",
+    "Time to read and encode one batch.",
+    ["format"],
+    buckets=LATENCY_BUCKETS,
+)
+UNIT_SECONDS = Histogram(
+    "sluice_extractor_unit_seconds",
+    "Time to stream one unit.",
+    ["format"],
+    buckets=UNIT_BUCKETS,
+)

@@ -1,0 +1,70 @@
+"""The interface every destination implements, and the ledger's shape.
+
+A sink opens one transaction per unit. Inside it, the ledger is checked (under a lock, so two
+loaders racing on the same unit cannot both write it), batches are written, and the ledger row is
+inserted; commit makes all of it visible at once. Any failure rolls everything back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import pyarrow as pa
+
+from services.common.spec.model import Destination
+
+LEDGER_TABLE = "_sluice_ledger"
+
+
+@dataclass(frozen=True)
+class UnitKey:
+    pipeline: str
+    task: str
+    unit: str
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class LoadContext:
+    key: UnitKey
+    run_id: str
+    destination: Destination
+    table: str
+
+
+@dataclass
+class WriteCounts:
+    rows_loaded: int = 0
+    rows_rejected: int = 0
+
+
+class UnitWriter(Protocol):
+    def already_loaded(self) -> bool:
+        """True when the ledger has this unit and fingerprint (checked under lock)."""
+        ...
+
+    def write(self, batch: pa.RecordBatch) -> None: ...
+
+    def write_rejected(self, batch: pa.RecordBatch) -> None: ...
+
+    def commit(self, counts: WriteCounts) -> None:
+        """Insert the ledger row and commit the unit's transaction."""
+        ...
+
+    def abort(self) -> None: ...
+
+
+class Sink(Protocol):
+    name: str
+
+    def open_unit(self, ctx: LoadContext) -> UnitWriter: ...
+
+    def loaded_units(self, pipeline: str, task: str, keys: Sequence[tuple[str, str]]) -> set[str]:
+        """Ids of units whose (id, fingerprint) is in the ledger."""
+        ...
+
+    def execute(self, sql: str, params: dict[str, object]) -> int:
+        """Run one statement with bound parameters in its own transaction."""
+        ...

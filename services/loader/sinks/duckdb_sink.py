@@ -1,0 +1,267 @@
+"""DuckDB, the embedded default destination: Arrow batches are inserted without copying rows.
+
+DuckDB allows one writing process per database file, and the loader is that process; units that
+target the same file are serialised by a per-file lock, and the file is closed after each unit so
+that users can open it between runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from services.common import lineage
+from services.common.errors import SchemaMismatch
+from services.loader.errors import DestinationError
+from services.loader.sinks.base import LEDGER_TABLE, LoadContext, WriteCounts
+from services.loader.sinks.sql import quote_ident, quote_table
+
+_LOCKS: dict[str, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+LEDGER_DDL = f"""
+CREATE TABLE IF NOT EXISTS {LEDGER_TABLE} (
+    pipeline VARCHAR NOT NULL,
+    task VARCHAR NOT NULL,
+    unit_key VARCHAR NOT NULL,
+    fingerprint VARCHAR NOT NULL,
+    run_id VARCHAR NOT NULL,
+    target_table VARCHAR NOT NULL,
+    rows_loaded BIGINT NOT NULL,
+    rows_rejected BIGINT NOT NULL,
+    loaded_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
+    PRIMARY KEY (pipeline, task, unit_key, fingerprint)
+)
+"""
+
+
+def database_path(uri: str) -> str:
+    """``duckdb:///rel/path.duckdb`` is relative, ``duckdb:////abs/path.duckdb`` absolute."""
+    return uri.split(":///", 1)[1] if ":///" in uri else uri.split("://", 1)[1]
+
+
+def _lock_for(path: str) -> threading.Lock:
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(str(Path(path).resolve()), threading.Lock())
+
+
+class DuckDBSink:
+    name = "duckdb"
+
+    def __init__(self, uri: str) -> None:
+        self.path = database_path(uri)
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return duckdb.connect(self.path)
+        except duckdb.Error as exc:
+            raise DestinationError(f"cannot open DuckDB database {self.path}: {exc}") from None
+
+    def open_unit(self, ctx: LoadContext) -> DuckDBUnitWriter:
+        lock = _lock_for(self.path)
+        lock.acquire()
+        try:
+            con = self._connect()
+            con.execute(LEDGER_DDL)
+            con.begin()
+        except BaseException:
+            lock.release()
+            raise
+        return DuckDBUnitWriter(con, ctx, lock)
+
+    def loaded_units(self, pipeline: str, task: str, keys: Sequence[tuple[str, str]]) -> set[str]:
+        if not Path(self.path).exists():
+            return set()
+        with _lock_for(self.path):
+            con = self._connect()
+            try:
+                con.execute(LEDGER_DDL)
+                rows = con.execute(
+                    f"SELECT unit_key, fingerprint FROM {LEDGER_TABLE} "
+                    "WHERE pipeline = ? AND task = ?",
+                    [pipeline, task],
+                ).fetchall()
+            finally:
+                con.close()
+        loaded = {(r[0], r[1]) for r in rows}
+        return {unit for unit, fingerprint in keys if (unit, fingerprint) in loaded}
+
+    def execute(self, sql: str, params: dict[str, object]) -> int:
+        with _lock_for(self.path):
+            con = self._connect()
+            try:
+                con.begin()
+                cursor = con.execute(sql, params or None)
+                try:
+                    result = cursor.fetchall()
+                    affected = (
+                        int(result[0][0])
+                        if result and len(result[0]) == 1 and isinstance(result[0][0], int)
+                        else len(result)
+                    )
+                except duckdb.Error:
+                    affected = 0
+                con.commit()
+                return affected
+            except duckdb.Error as exc:
+                con.rollback()
+                raise DestinationError(f"sql task failed: {exc}") from None
+            finally:
+                con.close()
+
+
+class DuckDBUnitWriter:
+    def __init__(
+        self, con: duckdb.DuckDBPyConnection, ctx: LoadContext, lock: threading.Lock
+    ) -> None:
+        self.con = con
+        self.ctx = ctx
+        self.lock = lock
+        self.table = quote_table(ctx.table)
+        self.rejected_table = quote_table(ctx.table + "__rejected")
+        self.staging = "_sluice_staging"
+        self.prepared = False
+        self.rejected_prepared = False
+
+    def already_loaded(self) -> bool:
+        key = self.ctx.key
+        row = self.con.execute(
+            f"SELECT 1 FROM {LEDGER_TABLE} "
+            "WHERE pipeline=? AND task=? AND unit_key=? AND fingerprint=?",
+            [key.pipeline, key.task, key.unit, key.fingerprint],
+        ).fetchone()
+        return row is not None
+
+    def _existing_columns(self, table: str) -> list[str] | None:
+        schema, _, name = table.rpartition(".")
+        rows = self.con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+            "AND (? = '' OR table_schema = ?) ORDER BY ordinal_position",
+            [name, schema, schema],
+        ).fetchall()
+        return [r[0] for r in rows] or None
+
+    def _prepare(self, batch: pa.RecordBatch) -> None:
+        self.con.register("_sluice_batch", batch)
+        existing = self._existing_columns(self.ctx.table)
+        if existing is None:
+            self.con.execute(f"CREATE TABLE {self.table} AS SELECT * FROM _sluice_batch LIMIT 0")
+        else:
+            new = [f for f in batch.schema if f.name not in existing]
+            if new and self.ctx.destination.schema_policy == "freeze":
+                raise SchemaMismatch(
+                    f"new column(s) {', '.join(repr(f.name) for f in new)} not in table "
+                    f"{self.ctx.table} and the task's schema policy is freeze",
+                    unit=self.ctx.key.unit,
+                )
+            for field in new:
+                self.con.execute(
+                    f"ALTER TABLE {self.table} ADD COLUMN {quote_ident(field.name)} "
+                    f"{_duck_type(self.con, field)}"
+                )
+        if self.ctx.destination.mode == "replace":
+            self.con.execute(f"DELETE FROM {self.table}")
+        if self.ctx.destination.mode == "merge":
+            self.con.execute(
+                f"CREATE TEMP TABLE {self.staging} AS SELECT * FROM _sluice_batch LIMIT 0"
+            )
+        self.con.unregister("_sluice_batch")
+        self.prepared = True
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        try:
+            if not self.prepared:
+                self._prepare(batch)
+            target = self.staging if self.ctx.destination.mode == "merge" else self.table
+            self.con.register("_sluice_batch", batch)
+            self.con.execute(f"INSERT INTO {target} BY NAME SELECT * FROM _sluice_batch")
+            self.con.unregister("_sluice_batch")
+        except duckdb.Error as exc:
+            raise DestinationError(f"DuckDB write to {self.ctx.table} failed: {exc}") from None
+
+    def write_rejected(self, batch: pa.RecordBatch) -> None:
+        table = batch.append_column(lineage.RUN_ID, pa.array([self.ctx.run_id] * batch.num_rows))
+        table = table.append_column(lineage.UNIT, pa.array([self.ctx.key.unit] * batch.num_rows))
+        self.con.register("_sluice_rejects", table)
+        if not self.rejected_prepared:
+            existing = self._existing_columns(self.ctx.table + "__rejected")
+            if existing is None:
+                self.con.execute(
+                    f"CREATE TABLE {self.rejected_table} AS SELECT * FROM _sluice_rejects LIMIT 0"
+                )
+            else:
+                for field in table.schema:
+                    if field.name not in existing:
+                        self.con.execute(
+                            f"ALTER TABLE {self.rejected_table} ADD COLUMN "
+                            f"{quote_ident(field.name)} VARCHAR"
+                        )
+            self.rejected_prepared = True
+        self.con.execute(f"INSERT INTO {self.rejected_table} BY NAME SELECT * FROM _sluice_rejects")
+        self.con.unregister("_sluice_rejects")
+
+    def commit(self, counts: WriteCounts) -> None:
+        try:
+            if self.ctx.destination.mode == "merge" and self.prepared:
+                keys = [quote_ident(k) for k in self.ctx.destination.keys]
+                key_list = ", ".join(keys)
+                self.con.execute(
+                    f"DELETE FROM {self.table} WHERE ({key_list}) IN "
+                    f"(SELECT {key_list} FROM {self.staging})"
+                )
+                self.con.execute(f"INSERT INTO {self.table} BY NAME SELECT * FROM {self.staging}")
+            key = self.ctx.key
+            self.con.execute(
+                f"INSERT INTO {LEDGER_TABLE} (pipeline, task, unit_key, fingerprint, run_id, "
+                "target_table, rows_loaded, rows_rejected) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    key.pipeline,
+                    key.task,
+                    key.unit,
+                    key.fingerprint,
+                    self.ctx.run_id,
+                    self.ctx.table,
+                    counts.rows_loaded,
+                    counts.rows_rejected,
+                ],
+            )
+            self.con.commit()
+        except duckdb.Error as exc:
+            self.abort()
+            raise DestinationError(f"DuckDB commit of {self.ctx.table} failed: {exc}") from None
+        finally:
+            self._close()
+
+    def abort(self) -> None:
+        with contextlib.suppress(duckdb.Error):
+            self.con.rollback()
+        self._close()
+
+    def _close(self) -> None:
+        if self.lock.locked():
+            try:
+                self.con.close()
+            finally:
+                self.lock.release()
+
+
+def _duck_type(con: duckdb.DuckDBPyConnection, field: pa.Field) -> str:
+    probe = pa.table({"c": pa.array([], type=field.type)})
+    con.register("_sluice_probe", probe)
+    try:
+        row = con.execute(
+            "SELECT typeof(c) FROM (SELECT c FROM _sluice_probe UNION ALL SELECT NULL)"
+        ).fetchone()
+    finally:
+        con.unregister("_sluice_probe")
+    return str(row[0]) if row else "VARCHAR"
+
+
+__all__ = ["DuckDBSink", "DuckDBUnitWriter", "database_path", "json"]

@@ -1,0 +1,394 @@
+"""Executes runs: tasks in DAG order, units fanned out to the loaders with bounded concurrency.
+
+The orchestrator moves no data. For an ``etl`` task it asks an extractor for the units, asks the
+loader which are already loaded, and calls ``Load`` once per remaining unit; the loader pulls the
+unit through the transformer and commits it with its ledger row. A retried task therefore only
+loads what is missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from services.common.errors import Cancelled, SluiceError, Terminal
+from services.common.grpc_client import call_metadata, unary
+from services.common.logs import bind_context
+from services.common.proto.sluice.v1 import data_pb2, extractor_pb2, loader_pb2
+from services.common.spec.model import EtlTask, JobTask, Pipeline, SqlTask
+from services.common.spec.render import render, run_context
+from services.orchestrator import metrics
+from services.orchestrator.clients import DataPlane
+from services.orchestrator.jobs import run_local_job
+from services.orchestrator.registry import PipelineRegistry
+from services.orchestrator.settings import OrchestratorSettings
+from services.orchestrator.state.store import Store, utcnow
+
+log = logging.getLogger(__name__)
+AnyTask = EtlTask | SqlTask | JobTask
+
+
+class TaskFailed(Exception):
+    def __init__(self, message: str, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class RunExecutor:
+    def __init__(
+        self,
+        settings: OrchestratorSettings,
+        store: Store,
+        registry: PipelineRegistry,
+        dataplane: DataPlane,
+        sleep: Callable[[float], Any] = asyncio.sleep,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.registry = registry
+        self.dataplane = dataplane
+        self.sleep = sleep
+        self.unit_slots = asyncio.Semaphore(settings.execution.max_units_in_flight)
+        self.active: dict[str, asyncio.Task[None]] = {}
+
+    def submit(self, run_id: str) -> None:
+        """Start executing a queued run in the background."""
+        if run_id in self.active:
+            return
+        task = asyncio.create_task(self._execute(run_id), name=f"run-{run_id}")
+        self.active[run_id] = task
+        task.add_done_callback(lambda _t: self.active.pop(run_id, None))
+
+    async def cancel(self, run_id: str) -> bool:
+        task = self.active.get(run_id)
+        if task is None:
+            return False
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return True
+
+    async def shutdown(self) -> None:
+        for task in list(self.active.values()):
+            task.cancel()
+        await asyncio.gather(*self.active.values(), return_exceptions=True)
+
+    async def wait(self, run_id: str) -> None:
+        task = self.active.get(run_id)
+        if task:
+            await asyncio.shield(task)
+
+    # run ------------------------------------------------------------------------------
+
+    async def _execute(self, run_id: str) -> None:
+        run = await asyncio.to_thread(self.store.get_run, run_id)
+        pipeline_name = run["pipeline"]
+        metrics.ACTIVE_RUNS.labels(pipeline_name).inc()
+        started = time.monotonic()
+        status = "failed"
+        with bind_context(run_id=run_id, pipeline=pipeline_name, trace_id=run_id):
+            try:
+                pipeline = self.registry.get(pipeline_name)
+                await asyncio.to_thread(self.store.set_run_status, run_id, "running")
+                created = datetime.fromisoformat(run["created_at"])
+                metrics.TRIGGER_TO_START.labels(pipeline_name).observe(
+                    max((utcnow() - created).total_seconds(), 0.0)
+                )
+                log.info("run started")
+                status, error = await self._run_dag(run, pipeline)
+                await asyncio.to_thread(self.store.set_run_status, run_id, status, error)
+                log.info("run %s", status)
+            except asyncio.CancelledError:
+                status = "cancelled"
+                await asyncio.to_thread(self._mark_cancelled, run_id)
+                log.info("run cancelled")
+                raise
+            except SluiceError as exc:
+                await asyncio.to_thread(
+                    self.store.set_run_status, run_id, "failed", exc.full_message
+                )
+                log.error("run failed: %s", exc.full_message)
+            except Exception as exc:
+                log.exception("run crashed")
+                await asyncio.to_thread(
+                    self.store.set_run_status, run_id, "failed", f"{type(exc).__name__}: {exc}"
+                )
+            finally:
+                metrics.ACTIVE_RUNS.labels(pipeline_name).dec()
+                metrics.RUNS.labels(pipeline_name, status).inc()
+                metrics.RUN_SECONDS.labels(pipeline_name).observe(time.monotonic() - started)
+                if status == "succeeded":
+                    metrics.LAST_SUCCESS.labels(pipeline_name).set(time.time())
+
+    def _mark_cancelled(self, run_id: str) -> None:
+        run = self.store.get_run(run_id)
+        for task in run["tasks"]:
+            if task["status"] in ("queued", "running"):
+                self.store.set_task_status(run_id, task["task_id"], "cancelled")
+        self.store.set_run_status(run_id, "cancelled", "cancelled by request")
+
+    async def _run_dag(self, run: dict[str, Any], pipeline: Pipeline) -> tuple[str, str | None]:
+        states = {t["task_id"]: t["status"] for t in run["tasks"]}
+        pending = {t.id for t in pipeline.tasks if states.get(t.id) != "succeeded"}
+        running: dict[str, asyncio.Task[bool]] = {}
+        errors: list[str] = []
+        while pending or running:
+            for task in pipeline.tasks:
+                if task.id not in pending:
+                    continue
+                deps = [states.get(d) for d in task.depends_on]
+                if any(d in ("failed", "skipped", "cancelled") for d in deps):
+                    pending.discard(task.id)
+                    states[task.id] = "skipped"
+                    await asyncio.to_thread(
+                        self.store.set_task_status,
+                        run["run_id"],
+                        task.id,
+                        "skipped",
+                        error="an upstream task did not succeed",
+                    )
+                elif all(d == "succeeded" for d in deps):
+                    pending.discard(task.id)
+                    states[task.id] = "running"
+                    running[task.id] = asyncio.create_task(self._run_task(run, pipeline, task))
+            if not running:
+                break
+            done, _ = await asyncio.wait(running.values(), return_when=asyncio.FIRST_COMPLETED)
+            for task_id, fut in list(running.items()):
+                if fut in done:
+                    del running[task_id]
+                    ok = fut.result()
+                    states[task_id] = "succeeded" if ok else "failed"
+                    if not ok:
+                        errors.append(task_id)
+        if errors:
+            return "failed", f"task(s) failed: {', '.join(errors)}"
+        return "succeeded", None
+
+    # task -----------------------------------------------------------------------------
+
+    async def _run_task(self, run: dict[str, Any], pipeline: Pipeline, task: AnyTask) -> bool:
+        run_id = run["run_id"]
+        retries = task.retries if task.retries is not None else pipeline.retries
+        ctx = run_context(
+            run_id=run_id,
+            pipeline=pipeline.name,
+            logical_date=datetime.fromisoformat(run["logical_date"]),
+            params={**pipeline.params, **(run["params"] or {})},
+        )
+        with bind_context(task=task.id):
+            for attempt in range(1, retries + 2):
+                await asyncio.to_thread(
+                    self.store.set_task_status, run_id, task.id, "running", attempt=attempt
+                )
+                try:
+                    output = await asyncio.wait_for(
+                        self._dispatch(run_id, pipeline, task, ctx, attempt), task.timeout_seconds
+                    )
+                except TaskFailed as exc:
+                    failure, retryable = str(exc), exc.retryable
+                except TimeoutError:
+                    failure, retryable = f"timed out after {task.timeout_seconds:.0f}s", True
+                except SluiceError as exc:
+                    failure, retryable = exc.full_message, not isinstance(exc, Terminal)
+                else:
+                    await asyncio.to_thread(
+                        self.store.set_task_status, run_id, task.id, "succeeded", output=output
+                    )
+                    log.info("task succeeded on attempt %d", attempt)
+                    return True
+                last = attempt > retries or not retryable
+                log.warning("task attempt %d failed: %s", attempt, failure)
+                await asyncio.to_thread(
+                    self.store.set_task_status,
+                    run_id,
+                    task.id,
+                    "failed" if last else "running",
+                    error=failure,
+                )
+                if last:
+                    return False
+                delay = self.settings.execution.unit_retry_backoff_seconds * 2 ** (attempt - 1)
+                await self.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter
+        return False
+
+    async def _dispatch(
+        self, run_id: str, pipeline: Pipeline, task: AnyTask, ctx: dict[str, Any], attempt: int
+    ) -> str | None:
+        rendered = render(task.model_dump(mode="json", by_alias=True), ctx)
+        if isinstance(task, EtlTask):
+            await self._run_etl(run_id, pipeline, EtlTask.model_validate(rendered), attempt)
+            return None
+        if isinstance(task, SqlTask):
+            sql_task = SqlTask.model_validate(rendered)
+            params = {**{k: v for k, v in ctx.items() if k != "params"}, **sql_task.params}
+            reply = await unary(
+                self.dataplane.loader.Execute(
+                    loader_pb2.ExecuteRequest(
+                        run_id=run_id,
+                        pipeline=pipeline.name,
+                        task=task.id,
+                        destination_spec_json=sql_task.destination.model_dump_json(by_alias=True),
+                        sql=sql_task.sql,
+                        params_json=json.dumps(params, default=str),
+                    ),
+                    metadata=call_metadata(run_id, run_id),
+                    timeout=task.timeout_seconds,
+                ),
+                "loader",
+            )
+            return f"{reply.rows_affected} rows affected"
+        job = JobTask.model_validate(rendered)
+        return await run_local_job(job, task.timeout_seconds)
+
+    async def _run_etl(self, run_id: str, pipeline: Pipeline, task: EtlTask, attempt: int) -> None:
+        metadata = call_metadata(run_id, run_id)
+        discovered = await unary(
+            self.dataplane.extractor.Discover(
+                extractor_pb2.DiscoverRequest(
+                    run_id=run_id,
+                    pipeline=pipeline.name,
+                    task=task.id,
+                    source_spec_json=task.source.model_dump_json(by_alias=True),
+                ),
+                metadata=metadata,
+                timeout=120,
+            ),
+            "extractor",
+        )
+        units = list(discovered.units)
+        if not task.source.incremental:
+            # Every run reloads every unit, still exactly once per run: the run id joins the key.
+            for unit in units:
+                unit.fingerprint = f"{unit.fingerprint};run={run_id}"
+        already: set[str] = set()
+        if units:
+            status = await unary(
+                self.dataplane.loader.Status(
+                    loader_pb2.StatusRequest(
+                        pipeline=pipeline.name,
+                        task=task.id,
+                        destination_spec_json=task.destination.model_dump_json(by_alias=True),
+                        units=units,
+                    ),
+                    metadata=metadata,
+                    timeout=60,
+                ),
+                "loader",
+            )
+            already = set(status.loaded_unit_ids)
+        for unit in units:
+            if unit.id in already:
+                await asyncio.to_thread(
+                    self.store.record_unit,
+                    run_id,
+                    task.id,
+                    unit_key=unit.id,
+                    fingerprint=unit.fingerprint,
+                    status="skipped",
+                    attempt=attempt,
+                    started_at=utcnow(),
+                    finished_at=utcnow(),
+                )
+                metrics.UNITS.labels(pipeline.name, task.id, "skipped").inc()
+        todo = [u for u in units if u.id not in already]
+        log.info(
+            "%d units discovered, %d already loaded, %d to load",
+            len(units),
+            len(already),
+            len(todo),
+        )
+        task_json = task.model_dump_json(by_alias=True)
+        results = await asyncio.gather(
+            *(self._load_unit(run_id, pipeline.name, task, task_json, u, attempt) for u in todo),
+            return_exceptions=True,
+        )
+        failures = [r for r in results if isinstance(r, BaseException)]
+        for failure in failures:
+            if isinstance(failure, asyncio.CancelledError):
+                raise failure
+        if failures:
+            first = failures[0]
+            message = first.full_message if isinstance(first, SluiceError) else repr(first)
+            retryable = all(
+                isinstance(f, SluiceError) and not isinstance(f, Terminal) for f in failures
+            )
+            raise TaskFailed(
+                f"{len(failures)} of {len(todo)} units failed; first: {message}", retryable
+            )
+
+    async def _load_unit(
+        self,
+        run_id: str,
+        pipeline: str,
+        task: EtlTask,
+        task_json: str,
+        unit: data_pb2.Unit,
+        attempt: int,
+    ) -> None:
+        async with self.unit_slots:
+            started = utcnow()
+            with bind_context(unit=unit.id):
+                try:
+                    reply = await unary(
+                        self.dataplane.loader.Load(
+                            data_pb2.UnitRequest(
+                                unit=unit,
+                                run_id=run_id,
+                                pipeline=pipeline,
+                                task=task.id,
+                                task_spec_json=task_json,
+                            ),
+                            metadata=call_metadata(run_id, run_id),
+                            timeout=task.timeout_seconds,
+                        ),
+                        "loader",
+                    )
+                except asyncio.CancelledError:
+                    raise
+                except SluiceError as exc:
+                    await asyncio.to_thread(
+                        self.store.record_unit,
+                        run_id,
+                        task.id,
+                        unit_key=unit.id,
+                        fingerprint=unit.fingerprint,
+                        status="failed",
+                        attempt=attempt,
+                        started_at=started,
+                        finished_at=utcnow(),
+                        error=exc.full_message,
+                    )
+                    metrics.UNITS.labels(pipeline, task.id, "failed").inc()
+                    log.warning("unit failed: %s", exc.full_message)
+                    raise
+                skipped = reply.outcome == loader_pb2.LOAD_OUTCOME_SKIPPED
+                await asyncio.to_thread(
+                    self.store.record_unit,
+                    run_id,
+                    task.id,
+                    unit_key=unit.id,
+                    fingerprint=unit.fingerprint,
+                    status="skipped" if skipped else "succeeded",
+                    attempt=attempt,
+                    rows_in=reply.rows_in,
+                    rows_loaded=reply.rows_loaded,
+                    rows_rejected=reply.rows_rejected,
+                    bytes=reply.bytes,
+                    duration_seconds=reply.duration_seconds,
+                    started_at=started,
+                    finished_at=utcnow(),
+                )
+                metrics.UNITS.labels(pipeline, task.id, "skipped" if skipped else "loaded").inc()
+                metrics.ROWS.labels(pipeline, task.id).inc(reply.rows_loaded)
+                metrics.REJECTED.labels(pipeline, task.id).inc(reply.rows_rejected)
+
+
+__all__ = ["Cancelled", "RunExecutor", "TaskFailed"]

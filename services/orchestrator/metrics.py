@@ -1,0 +1,45 @@
+"""Every Prometheus metric the orchestrator exports."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from services.common.metrics import LATENCY_BUCKETS, UNIT_BUCKETS
+
+RUNS = Counter(
+    "sluice_runs_total", "Runs finished, by pipeline and final status.", ["pipeline", "status"]
+)
+RUN_SECONDS = Histogram(
+    "sluice_run_duration_seconds",
+    "Run duration, trigger to final state.",
+    ["pipeline"],
+    buckets=UNIT_BUCKETS,
+)
+TRIGGERS = Counter(
+    "sluice_run_triggers_total", "Runs created, by trigger.", ["pipeline", "trigger"]
+)
+TRIGGER_TO_START = Histogram(
+    "sluice_trigger_to_start_seconds",
+    "Delay from a run's creation to its first unit starting.",
+    ["pipeline"],
+    buckets=LATENCY_BUCKETS,
+)
+UNITS = Counter(
+    "sluice_units_total", "Units finished, by outcome.", ["pipeline", "task", "outcome"]
+)
+ROWS = Counter(
+    "sluice_rows_loaded_total", "Rows loaded, as reported by loaders.", ["pipeline", "task"]
+)
+REJECTED = Counter(
+    "sluice_rows_rejected_total", "Rows quarantined, as reported by loaders.", ["pipeline", "task"]
+)
+ACTIVE_RUNS = Gauge("sluice_active_runs", "Runs queued or running.", ["pipeline"])
+LAST_SUCCESS = Gauge(
+    "sluice_last_success_timestamp_seconds",
+    "Unix time of the last successful run per pipeline (for freshness alerts).",
+    ["pipeline"],
+)
+PIPELINE_ERRORS = Gauge(
+    "sluice_pipeline_definition_errors", "Pipeline files that failed validation at load."
+)
+STATE_DB_ERRORS = Counter("sluice_state_db_errors_total", "Errors from the run-state database.")

@@ -1,0 +1,269 @@
+"""The run-state repository: every read and write of run state goes through here."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload, sessionmaker
+
+from services.orchestrator.errors import RunNotFound
+from services.orchestrator.state.models import FINAL_STATUSES, Base, Run, TaskRun, UnitRun
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # SQLite drops tzinfo; every timestamp stored here is UTC.
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+@dataclass(frozen=True)
+class NewRun:
+    run: dict[str, Any]
+    created: bool
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.engine: Engine = create_engine(url, pool_pre_ping=True)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def create_schema(self) -> None:
+        Base.metadata.create_all(self.engine)
+
+    def ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self.sessions.begin() as session:
+            yield session
+
+    # runs -------------------------------------------------------------------------------
+
+    def create_run(
+        self,
+        *,
+        pipeline: str,
+        trigger: str,
+        logical_date: datetime,
+        params: dict[str, Any],
+        tasks: Sequence[tuple[str, str]],
+        idempotency_key: str | None = None,
+    ) -> NewRun:
+        """Create a queued run with its task runs; an existing idempotency key returns that run."""
+        if idempotency_key:
+            existing = self._by_idempotency(pipeline, idempotency_key)
+            if existing:
+                return NewRun(existing, created=False)
+        now = utcnow()
+        run = Run(
+            id=uuid.uuid4().hex,
+            pipeline=pipeline,
+            trigger=trigger,
+            logical_date=logical_date,
+            params=params,
+            status="queued",
+            idempotency_key=idempotency_key,
+            created_at=now,
+            tasks=[TaskRun(task_id=t, type=kind, status="queued") for t, kind in tasks],
+        )
+        try:
+            with self.session() as session:
+                session.add(run)
+        except IntegrityError:
+            if idempotency_key:
+                existing = self._by_idempotency(pipeline, idempotency_key)
+                if existing:
+                    return NewRun(existing, created=False)
+            raise
+        return NewRun(self.get_run(run.id), created=True)
+
+    def _by_idempotency(self, pipeline: str, key: str) -> dict[str, Any] | None:
+        with self.session() as session:
+            run_id = session.scalar(
+                select(Run.id).where(Run.pipeline == pipeline, Run.idempotency_key == key)
+            )
+        return self.get_run(run_id) if run_id else None
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        with self.session() as session:
+            run = session.scalar(
+                select(Run)
+                .where(Run.id == run_id)
+                .options(selectinload(Run.tasks).selectinload(TaskRun.units))
+            )
+            if run is None:
+                raise RunNotFound(f"no run with id {run_id!r}")
+            return run_to_dict(run, with_units=True)
+
+    def list_runs(
+        self,
+        *,
+        pipeline: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        query = select(Run).order_by(Run.created_at.desc(), Run.id)
+        if pipeline:
+            query = query.where(Run.pipeline == pipeline)
+        if status:
+            query = query.where(Run.status == status)
+        with self.session() as session:
+            runs = session.scalars(
+                query.limit(limit).offset(offset).options(selectinload(Run.tasks))
+            ).all()
+            return [run_to_dict(r, with_units=False) for r in runs]
+
+    def last_run(self, pipeline: str) -> dict[str, Any] | None:
+        runs = self.list_runs(pipeline=pipeline, limit=1)
+        return runs[0] if runs else None
+
+    def set_run_status(self, run_id: str, status: str, error: str | None = None) -> None:
+        with self.session() as session:
+            run = session.get(Run, run_id)
+            if run is None:
+                raise RunNotFound(f"no run with id {run_id!r}")
+            run.status = status
+            if status == "running" and run.started_at is None:
+                run.started_at = utcnow()
+            if status in FINAL_STATUSES:
+                run.finished_at = utcnow()
+            if error is not None:
+                run.error = error
+
+    def unfinished_runs(self) -> list[str]:
+        with self.session() as session:
+            return list(
+                session.scalars(select(Run.id).where(Run.status.in_(["queued", "running"])))
+            )
+
+    # tasks and units --------------------------------------------------------------------
+
+    def set_task_status(
+        self,
+        run_id: str,
+        task_id: str,
+        status: str,
+        *,
+        error: str | None = None,
+        output: str | None = None,
+        attempt: int | None = None,
+    ) -> None:
+        with self.session() as session:
+            task = session.scalar(
+                select(TaskRun).where(TaskRun.run_id == run_id, TaskRun.task_id == task_id)
+            )
+            if task is None:
+                raise RunNotFound(f"run {run_id!r} has no task {task_id!r}")
+            task.status = status
+            if attempt is not None:
+                task.attempts = attempt
+            if status == "running":
+                task.started_at = task.started_at or utcnow()
+                task.error = None
+            if status in FINAL_STATUSES:
+                task.finished_at = utcnow()
+            if error is not None:
+                task.error = error
+            if output is not None:
+                task.output = output
+
+    def record_unit(self, run_id: str, task_id: str, **fields: Any) -> None:
+        with self.session() as session:
+            task = session.scalar(
+                select(TaskRun).where(TaskRun.run_id == run_id, TaskRun.task_id == task_id)
+            )
+            if task is None:
+                raise RunNotFound(f"run {run_id!r} has no task {task_id!r}")
+            session.add(UnitRun(task_run_id=task.id, **fields))
+
+
+def _iso(value: datetime | None) -> str | None:
+    value = _aware(value)
+    return value.isoformat() if value else None
+
+
+def run_to_dict(run: Run, *, with_units: bool) -> dict[str, Any]:
+    tasks = []
+    totals = {"units": 0, "rows_loaded": 0, "rows_rejected": 0}
+    for task in run.tasks:
+        entry: dict[str, Any] = {
+            "task_id": task.task_id,
+            "type": task.type,
+            "status": task.status,
+            "attempts": task.attempts,
+            "started_at": _iso(task.started_at),
+            "finished_at": _iso(task.finished_at),
+            "error": task.error,
+            "output": task.output,
+        }
+        if with_units:
+            units = [
+                {
+                    "unit": u.unit_key,
+                    "fingerprint": u.fingerprint,
+                    "status": u.status,
+                    "attempt": u.attempt,
+                    "rows_in": u.rows_in,
+                    "rows_loaded": u.rows_loaded,
+                    "rows_rejected": u.rows_rejected,
+                    "bytes": u.bytes,
+                    "duration_seconds": round(u.duration_seconds, 4),
+                    "started_at": _iso(u.started_at),
+                    "finished_at": _iso(u.finished_at),
+                    "error": u.error,
+                }
+                for u in task.units
+            ]
+            entry["units"] = units
+            entry["rows_loaded"] = sum(u["rows_loaded"] for u in units)
+            entry["rows_rejected"] = sum(u["rows_rejected"] for u in units)
+            totals["units"] += len(units)
+            totals["rows_loaded"] += entry["rows_loaded"]
+            totals["rows_rejected"] += entry["rows_rejected"]
+        tasks.append(entry)
+    started, finished = _aware(run.started_at), _aware(run.finished_at)
+    result: dict[str, Any] = {
+        "run_id": run.id,
+        "pipeline": run.pipeline,
+        "trigger": run.trigger,
+        "logical_date": _iso(run.logical_date),
+        "params": run.params,
+        "status": run.status,
+        "created_at": _iso(run.created_at),
+        "started_at": _iso(started),
+        "finished_at": _iso(finished),
+        "duration_seconds": (finished - started).total_seconds() if started and finished else None,
+        "error": run.error,
+        "tasks": tasks,
+    }
+    if with_units:
+        result["totals"] = totals
+    return result
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()

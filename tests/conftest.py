@@ -1,0 +1,104 @@
+"""Shared fixtures: database connections, a local stack of the four services, data helpers."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from services.cli.stack import LocalStack, Ports, StackConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+PG_DSN = os.environ.get("SLUICE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+MYSQL_URL = os.environ.get("SLUICE_TEST_MYSQL", "mysql://root@127.0.0.1:3306/test")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Markers follow the folder so `pytest -m integration` selects exactly tests/integration.
+    for item in items:
+        for folder in ("integration", "e2e", "deploy"):
+            if f"tests/{folder}/" in str(item.fspath).replace(os.sep, "/"):
+                item.add_marker(getattr(pytest.mark, folder))
+
+
+@pytest.fixture(scope="session")
+def pg_dsn() -> str:
+    """The real PostgreSQL; a missing server fails the run, it is never skipped."""
+    try:
+        with psycopg.connect(PG_DSN, connect_timeout=5) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is required at {PG_DSN}: {exc}")
+    return PG_DSN
+
+
+@pytest.fixture
+def pg_schema(pg_dsn: str) -> Iterator[str]:
+    """A fresh PostgreSQL schema per test, dropped afterwards."""
+    schema = f"t_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    yield schema
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def pg_query(dsn: str, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def write_pipeline(directory: Path, text: str, name: str = "pipeline.yaml") -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def stack_factory(tmp_path: Path) -> Iterator[Any]:
+    """Start the four services as real subprocesses on free loopback ports."""
+    stacks: list[LocalStack] = []
+
+    def start(pipelines_dir: Path, **overrides: Any) -> LocalStack:
+        config = StackConfig(
+            pipelines_dir=pipelines_dir,
+            state_url=f"sqlite:///{tmp_path / 'state.db'}",
+            workdir=tmp_path,
+            ports=Ports.free(),
+            log_dir=Path("logs"),
+            **overrides,
+        )
+        stack = LocalStack(config)
+        stacks.append(stack)
+        stack.start(timeout=90)
+        return stack
+
+    yield start
+    for stack in stacks:
+        stack.stop()
+
+
+def wait_for_run(url: str, run_id: str, timeout: float = 120.0) -> dict[str, Any]:
+    """Poll the HTTP API until the run reaches a final state."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run: dict[str, Any] = httpx.get(f"{url}/api/v1/runs/{run_id}", timeout=10).json()
+        if run["status"] in ("succeeded", "failed", "cancelled", "skipped"):
+            return run
+        time.sleep(0.2)
+    raise AssertionError(f"run {run_id} did not finish within {timeout}s")
+
+
+def trigger(url: str, pipeline: str, **body: Any) -> str:
+    reply = httpx.post(f"{url}/api/v1/pipelines/{pipeline}/runs", json=body, timeout=10)
+    assert reply.status_code == 202, reply.text
+    run_id: str = reply.json()["run_id"]
+    return run_id

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pyarrow as pa
+import pytest
+
+from services.common.codec import CodecError, decode_batch, encode_batch, from_message, to_message
+from services.common.proto.sluice.v1 import data_pb2
+
+
+def sample_batch() -> pa.RecordBatch:
+    return pa.RecordBatch.from_pydict(
+        {
+            "id": pa.array([1, 2, None], pa.int64()),
+            "name": pa.array(["a", "ü", None]),
+            "amount": pa.array([Decimal("1.10"), None, Decimal("-3.00")], pa.decimal128(12, 2)),
+            "at": pa.array([dt.datetime(2026, 1, 1), None, dt.datetime(2026, 3, 29, 2, 30)]),
+        }
+    )
+
+
+def test_round_trip_keeps_schema_and_values() -> None:
+    batch = sample_batch()
+    decoded = decode_batch(encode_batch(batch))
+    assert decoded.schema == batch.schema
+    assert decoded.to_pydict() == batch.to_pydict()
+
+
+def test_message_carries_lineage() -> None:
+    message = to_message(sample_batch(), unit_id="u1", seq=4, row_offset=300)
+    wire = data_pb2.RecordBatch.FromString(message.SerializeToString())
+    assert (wire.unit_id, wire.seq, wire.row_offset, wire.num_rows) == ("u1", 4, 300, 3)
+    assert wire.kind == data_pb2.BATCH_KIND_DATA
+    assert from_message(wire).num_rows == 3
+
+
+def test_empty_batch_round_trips() -> None:
+    empty = sample_batch().slice(0, 0)
+    assert decode_batch(encode_batch(empty)).num_rows == 0
+
+
+def test_garbage_payload_is_a_clear_error() -> None:
+    with pytest.raises(CodecError, match="invalid Arrow IPC payload"):
+        decode_batch(b"not arrow at all")
