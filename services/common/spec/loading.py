@@ -9,7 +9,7 @@ import yaml
 from pydantic import ValidationError
 
 from services.common.errors import SpecError
-from services.common.spec.model import Pipeline
+from services.common.spec.model import STEP_TYPES, Pipeline
 
 Path_ = tuple[str | int, ...]
 
@@ -63,7 +63,8 @@ def format_validation_error(exc: ValidationError, lines: dict[Path_, int]) -> st
     return "\n".join(problems)
 
 
-_TAGS = {"etl", "sql", "job", "rename", "cast", "filter", "derive", "check"}
+# pydantic puts union tags into error locations; they are not keys of the YAML.
+_TAGS = {"etl", "sql", "job", *STEP_TYPES}
 
 
 def pipeline_from_text(text: str, filename: str) -> Pipeline:

@@ -2,208 +2,38 @@
 
 The same model validates YAML at load time (orchestrator, ``sluice validate``), travels as JSON to
 the data-plane services inside ``UnitRequest.task_spec_json``, and is exported as JSON Schema for
-editors (``sluice schema``).
+editors (``sluice schema``). The blocks live in their own modules: ``source``, ``steps``,
+``destination``; this module holds tasks and the pipeline.
 """
 
 from __future__ import annotations
 
-import re
 import zoneinfo
 from typing import Annotated, Any, Literal
 
 from croniter import croniter
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Discriminator,
-    Field,
-    Tag,
-    field_validator,
-    model_validator,
-)
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
-from services.common.errors import SpecError
-from services.common.spec.expr import parse_expression
+from services.common.spec.base import Strict
+from services.common.spec.destination import Destination, SchemaPolicy, WriteMode
+from services.common.spec.source import Source, SourceFormat, SourceOptions
+from services.common.spec.steps import (
+    STEP_TYPES,
+    CastStep,
+    Checks,
+    CheckStep,
+    DeriveStep,
+    FilterStep,
+    OnFail,
+    RenameStep,
+    Step,
+    StepBase,
+)
 
 NAME_RE = r"^[a-z][a-z0-9_\-]{0,62}$"
-SourceFormat = Literal[
-    "auto", "csv", "tsv", "psv", "txt", "fixed", "xls", "xlsx", "xlsm", "ods", "zip",
-    "json", "jsonl", "parquet",
-]  # fmt: skip
-WriteMode = Literal["append", "replace", "merge"]
-OnFail = Literal["fail", "drop", "quarantine"]
 CatchUp = Literal["all", "latest", "none"]
-SchemaPolicy = Literal["evolve", "freeze"]
 ALIASES = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@weekly": "0 0 * * 0",
            "@monthly": "0 0 1 * *", "@yearly": "0 0 1 1 *"}  # fmt: skip
-CAST_TYPE_RE = re.compile(
-    r"^(int8|int16|int32|int64|int|integer|float|float32|float64|double|bool|boolean|string|str|"
-    r"date|timestamp|datetime|decimal\(\s*\d+\s*,\s*\d+\s*\))$"
-)
-_SECRET_IN_URI = re.compile(r"^[a-z+]+://[^/:@\s]+:(?P<pw>[^@\s]+)@")
-
-
-class Strict(BaseModel):
-    """Every spec object rejects unknown keys: a typo is an error, not a silent default."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-
-class SourceOptions(Strict):
-    """Reader options; explicit values win over sniffing."""
-
-    delimiter: str | None = None
-    quotechar: str = '"'
-    encoding: str = "auto"
-    skip_rows: int = Field(default=0, ge=0)
-    header: bool = True
-    null_values: list[str] | None = None
-    block_size_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024)
-    column_types: dict[str, str] | None = None
-
-
-class Source(Strict):
-    uri: str = Field(description="file://, gs:// or https:// location; globs allowed in paths")
-    format: SourceFormat = "auto"
-    members: str | None = Field(default=None, description="glob of archive members to read")
-    options: SourceOptions = SourceOptions()
-    incremental: bool = Field(default=True, description="only units not yet in the ledger")
-
-    @field_validator("uri")
-    @classmethod
-    def _known_scheme(cls, uri: str) -> str:
-        if not re.match(r"^(file|gs|https?)://", uri):
-            raise ValueError(f"unsupported source URI {uri!r}: use file://, gs:// or https://")
-        return uri
-
-
-class StepBase(Strict):
-    pass
-
-
-def _check_expression(source: str) -> None:
-    try:
-        parse_expression(source)
-    except SpecError as exc:
-        raise ValueError(exc.message) from None
-
-
-class RenameStep(StepBase):
-    rename: dict[str, str]
-
-
-class CastStep(StepBase):
-    cast: dict[str, str]
-
-    @field_validator("cast")
-    @classmethod
-    def _types(cls, value: dict[str, str]) -> dict[str, str]:
-        for column, type_name in value.items():
-            if not CAST_TYPE_RE.match(type_name.strip().lower()):
-                raise ValueError(
-                    f"cast of {column!r}: unknown type {type_name!r} (int64, float64, "
-                    "decimal(p,s), bool, date, timestamp, string)"
-                )
-        return value
-
-
-class FilterStep(StepBase):
-    filter: str
-
-    @field_validator("filter")
-    @classmethod
-    def _expression(cls, value: str) -> str:
-        _check_expression(value)
-        return value
-
-
-class DeriveStep(StepBase):
-    derive: dict[str, str]
-
-    @field_validator("derive")
-    @classmethod
-    def _expressions(cls, value: dict[str, str]) -> dict[str, str]:
-        for expression in value.values():
-            _check_expression(expression)
-        return value
-
-
-class Checks(Strict):
-    not_null: list[str] = []
-    unique: list[str] = []
-    range: dict[str, tuple[float | None, float | None]] = {}
-    regex: dict[str, str] = {}
-    allowed_values: dict[str, list[Any]] = {}
-
-
-class CheckStep(StepBase):
-    check: Checks
-    on_fail: OnFail = "fail"
-    max_reject_ratio: float = Field(default=0.0, ge=0.0, le=1.0)
-
-
-STEP_TYPES: dict[str, type[StepBase]] = {
-    "rename": RenameStep,
-    "cast": CastStep,
-    "filter": FilterStep,
-    "derive": DeriveStep,
-    "check": CheckStep,
-}
-
-
-def _step_tag(value: Any) -> str | None:
-    if isinstance(value, StepBase):
-        return next(k for k, v in STEP_TYPES.items() if isinstance(value, v))
-    if isinstance(value, dict):
-        for key in value:
-            if key in STEP_TYPES:
-                return str(key)
-    return None
-
-
-Step = Annotated[
-    Annotated[RenameStep, Tag("rename")]
-    | Annotated[CastStep, Tag("cast")]
-    | Annotated[FilterStep, Tag("filter")]
-    | Annotated[DeriveStep, Tag("derive")]
-    | Annotated[CheckStep, Tag("check")],
-    Discriminator(
-        _step_tag,
-        custom_error_type="unknown_step",
-        custom_error_message=f"unknown transform step; known steps: {', '.join(STEP_TYPES)}",
-    ),
-]
-
-
-class Destination(Strict):
-    uri: str = Field(
-        description="postgresql://, mysql://, bigquery://project/dataset, duckdb:///path"
-    )
-    table: str | None = None
-    mode: WriteMode = "append"
-    keys: list[str] = []
-    schema_policy: SchemaPolicy = Field(default="evolve", alias="schema")
-
-    @field_validator("uri")
-    @classmethod
-    def _no_literal_secret(cls, uri: str) -> str:
-        if not re.match(r"^(postgres|postgresql|mysql|mariadb|bigquery|duckdb)(\+\w+)?://", uri):
-            raise ValueError(
-                f"unsupported destination URI {uri!r}: use postgresql://, mysql://, "
-                "bigquery:// or duckdb://"
-            )
-        match = _SECRET_IN_URI.match(uri)
-        if match and not match.group("pw").startswith("${"):
-            raise ValueError(
-                "destination URI contains a literal password; use an ${ENV_VAR} reference"
-            )
-        return uri
-
-    @model_validator(mode="after")
-    def _merge_needs_keys(self) -> Destination:
-        if self.mode == "merge" and not self.keys:
-            raise ValueError("mode: merge needs keys: [...]")
-        return self
 
 
 class TaskBase(Strict):
@@ -358,3 +188,10 @@ def json_schema() -> dict[str, Any]:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "Sluice pipeline"
     return schema
+
+
+__all__ = [
+    "STEP_TYPES", "CastStep", "CheckStep", "Checks", "DeriveStep", "Destination", "FilterStep",
+    "OnFail", "RenameStep", "SchemaPolicy", "Source", "SourceFormat", "SourceOptions", "Step",
+    "StepBase", "WriteMode",
+]  # fmt: skip
