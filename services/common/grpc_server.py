@@ -22,6 +22,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from services.common.errors import SluiceError, to_metadata
+from services.common.logs import bind_context
 from services.common.metrics import GRPC_INFLIGHT, GRPC_SERVER_CALLS, GRPC_SERVER_SECONDS
 from services.common.settings import GrpcServerSettings
 
@@ -37,6 +38,22 @@ def metadata_value(context: grpc.aio.ServicerContext, key: str) -> str | None:
         if item.key == key:
             return str(item.value)
     return None
+
+
+def call_log_context(request: Any, context: grpc.aio.ServicerContext) -> dict[str, str | None]:
+    """Work context of a call (run, pipeline, task, unit, trace id) for its log lines.
+
+    Bound by the interceptor around the whole call, so even the lines it writes itself when a
+    handler fails (after the handler's own context is gone) carry the run and the trace id.
+    """
+    unit = getattr(request, "unit", None)
+    return {
+        "run_id": getattr(request, "run_id", None) or metadata_value(context, RUN_ID_METADATA_KEY),
+        "pipeline": getattr(request, "pipeline", None),
+        "task": getattr(request, "task", None),
+        "unit": getattr(unit, "id", None),
+        "trace_id": metadata_value(context, TRACE_ID_METADATA_KEY),
+    }
 
 
 class SluiceServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -79,7 +96,16 @@ class SluiceServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     ) -> None:
         if isinstance(exc, SluiceError):
             GRPC_SERVER_CALLS.labels(self.service, method, exc.grpc_status.name).inc()
-            log.warning("%s failed: %s", method, exc.full_message, extra={"error.code": exc.code})
+            log.warning(
+                "%s failed: %s",
+                method,
+                exc.full_message,
+                extra={
+                    "error.code": exc.code,
+                    "error.type": type(exc).__name__,
+                    "error.message": exc.full_message,
+                },
+            )
             await context.abort(exc.grpc_status, exc.full_message, to_metadata(exc))
         GRPC_SERVER_CALLS.labels(self.service, method, "INTERNAL").inc()
         log.exception("%s crashed", method)
@@ -87,6 +113,10 @@ class SluiceServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     def _wrap_unary(self, inner: Any, method: str) -> Any:
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            with bind_context(**call_log_context(request, context)):
+                return await counted(request, context)
+
+        async def counted(request: Any, context: grpc.aio.ServicerContext) -> Any:
             start = time.perf_counter()
             GRPC_INFLIGHT.labels(self.service, method).inc()
             try:
@@ -111,6 +141,11 @@ class SluiceServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     def _wrap_stream(self, inner: Any, method: str) -> Any:
         async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            with bind_context(**call_log_context(request, context)):
+                async for item in counted(request, context):
+                    yield item
+
+        async def counted(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             start = time.perf_counter()
             GRPC_INFLIGHT.labels(self.service, method).inc()
             try:

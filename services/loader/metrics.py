@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 from prometheus_client import Counter, Histogram
 
+from services.common.errors import DestinationError, SchemaMismatch
 from services.common.metrics import LATENCY_BUCKETS, UNIT_BUCKETS
 
 ROWS = Counter(
@@ -26,7 +30,7 @@ UNITS = Counter(
 )
 DESTINATION_ERRORS = Counter(
     "sluice_loader_destination_errors_total",
-    "Errors raised by destination databases.",
+    "Errors raised by destination databases (connection, write, commit, schema mismatch).",
     ["destination"],
 )
 BATCH_SECONDS = Histogram(
@@ -41,3 +45,13 @@ UNIT_SECONDS = Histogram(
     ["destination"],
     buckets=UNIT_BUCKETS,
 )
+
+
+@contextlib.contextmanager
+def count_destination_errors(destination: str) -> Iterator[None]:
+    """Count a DestinationError (or schema mismatch) raised by a sink inside the block."""
+    try:
+        yield
+    except (DestinationError, SchemaMismatch):
+        DESTINATION_ERRORS.labels(destination).inc()
+        raise

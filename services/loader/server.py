@@ -55,12 +55,15 @@ class LoaderService(loader_pb2_grpc.LoaderServicer):
         trace_id = metadata_value(context, TRACE_ID_METADATA_KEY)
         sink = sink_for(task.destination.uri, self.secrets)
         labels = (request.pipeline, request.task, sink.name)
-        with bind_context(
-            run_id=request.run_id,
-            pipeline=request.pipeline,
-            task=request.task,
-            unit=request.unit.id,
-            trace_id=trace_id,
+        with (
+            bind_context(
+                run_id=request.run_id,
+                pipeline=request.pipeline,
+                task=request.task,
+                unit=request.unit.id,
+                trace_id=trace_id,
+            ),
+            metrics.count_destination_errors(sink.name),
         ):
             ctx = LoadContext(
                 key=UnitKey(
@@ -94,6 +97,11 @@ class LoaderService(loader_pb2_grpc.LoaderServicer):
                 response.rows_rejected,
                 ctx.table,
                 response.duration_seconds,
+                extra={
+                    "sluice.rows.loaded": response.rows_loaded,
+                    "sluice.rows.rejected": response.rows_rejected,
+                    "event.duration": int(response.duration_seconds * 1e9),
+                },
             )
             return response
 
@@ -149,7 +157,10 @@ class LoaderService(loader_pb2_grpc.LoaderServicer):
         destination = Destination.model_validate_json(request.destination_spec_json)
         sink = sink_for(destination.uri, self.secrets)
         keys = [(u.id, u.fingerprint) for u in request.units]
-        loaded = await asyncio.to_thread(sink.loaded_units, request.pipeline, request.task, keys)
+        with metrics.count_destination_errors(sink.name):
+            loaded = await asyncio.to_thread(
+                sink.loaded_units, request.pipeline, request.task, keys
+            )
         return loader_pb2.StatusResponse(loaded_unit_ids=sorted(loaded))
 
     async def Execute(
@@ -158,7 +169,10 @@ class LoaderService(loader_pb2_grpc.LoaderServicer):
         destination = Destination.model_validate_json(request.destination_spec_json)
         sink = sink_for(destination.uri, self.secrets)
         params = json.loads(request.params_json or "{}")
-        with bind_context(run_id=request.run_id, pipeline=request.pipeline, task=request.task):
+        with (
+            bind_context(run_id=request.run_id, pipeline=request.pipeline, task=request.task),
+            metrics.count_destination_errors(sink.name),
+        ):
             affected = await asyncio.to_thread(sink.execute, request.sql, params)
             log.info("sql task affected %d rows", affected)
         return loader_pb2.ExecuteResponse(rows_affected=affected)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 
 from services.common.metrics import LATENCY_BUCKETS, UNIT_BUCKETS
 
@@ -43,3 +48,16 @@ PIPELINE_ERRORS = Gauge(
     "sluice_pipeline_definition_errors", "Pipeline files that failed validation at load."
 )
 STATE_DB_ERRORS = Counter("sluice_state_db_errors_total", "Errors from the run-state database.")
+
+
+def count_state_db_errors(engine: Engine) -> None:
+    """Count the errors the state database raises through ``engine`` (connect, query, commit).
+
+    Integrity errors are left out: the store expects them (idempotency-key races) and handles them.
+    """
+
+    def _on_error(context: Any) -> None:
+        if not isinstance(context.sqlalchemy_exception, IntegrityError):
+            STATE_DB_ERRORS.inc()
+
+    event.listen(engine, "handle_error", _on_error)

@@ -105,6 +105,11 @@ class TransformerService(transformer_pb2_grpc.TransformerServicer):
                 counts.rejected,
                 counts.filtered,
                 counts.dropped,
+                extra={
+                    "sluice.rows.in": counts.rows_in,
+                    "sluice.rows.out": counts.rows_out,
+                    "sluice.rows.rejected": counts.rejected,
+                },
             )
 
 
