@@ -17,6 +17,7 @@ from services.common.errors import SluiceError
 from services.orchestrator import api
 from services.orchestrator.clients import DataPlane
 from services.orchestrator.executor import RunExecutor
+from services.orchestrator.metrics import seed_last_success
 from services.orchestrator.registry import PipelineRegistry
 from services.orchestrator.runtime import Runtime
 from services.orchestrator.settings import OrchestratorSettings
@@ -42,6 +43,7 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
         await asyncio.to_thread(store.create_schema)
         registry = PipelineRegistry(settings.pipelines.dir)
         registry.reload()
+        await asyncio.to_thread(seed_last_success, store, list(registry.pipelines))
         dataplane = DataPlane(settings)
         executor = RunExecutor(settings, store, registry, dataplane)
         app.state.runtime = Runtime(settings, store, registry, dataplane, executor)

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
+from croniter import croniter
 from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from services.common.metrics import LATENCY_BUCKETS, UNIT_BUCKETS
+from services.common.spec.model import Pipeline, cron_expression
+
+if TYPE_CHECKING:
+    from services.orchestrator.state.store import Store
 
 RUNS = Counter(
     "sluice_runs_total", "Runs finished, by pipeline and final status.", ["pipeline", "status"]
@@ -44,6 +52,12 @@ LAST_SUCCESS = Gauge(
     "Unix time of the last successful run per pipeline (for freshness alerts).",
     ["pipeline"],
 )
+SCHEDULE_INTERVAL = Gauge(
+    "sluice_pipeline_schedule_interval_seconds",
+    "Expected time between two runs of a scheduled pipeline (gap between its next two fire"
+    " times); freshness alerts compare the age of the last success with it.",
+    ["pipeline"],
+)
 PIPELINE_ERRORS = Gauge(
     "sluice_pipeline_definition_errors", "Pipeline files that failed validation at load."
 )
@@ -61,3 +75,32 @@ def count_state_db_errors(engine: Engine) -> None:
             STATE_DB_ERRORS.inc()
 
     event.listen(engine, "handle_error", _on_error)
+
+
+def schedule_interval(pipeline: Pipeline, now: datetime | None = None) -> float | None:
+    """Seconds between the next two fire times of the pipeline's schedule (None: unscheduled)."""
+    if not pipeline.schedule:
+        return None
+    start = (now or datetime.now(UTC)).astimezone(ZoneInfo(pipeline.timezone))
+    fires = croniter(cron_expression(pipeline.schedule), start)
+    first = fires.get_next(datetime)
+    second = fires.get_next(datetime)
+    return float((second - first).total_seconds())
+
+
+def export_schedules(pipelines: Iterable[Pipeline]) -> None:
+    """Publish the expected interval of every scheduled pipeline, dropping removed ones."""
+    SCHEDULE_INTERVAL.clear()
+    for pipeline in pipelines:
+        interval = schedule_interval(pipeline)
+        if interval is not None:
+            SCHEDULE_INTERVAL.labels(pipeline.name).set(interval)
+
+
+def seed_last_success(store: Store, pipelines: Iterable[str]) -> None:
+    """Set the last-success gauge from the state DB at start, so a restart keeps freshness."""
+    for name in pipelines:
+        runs = store.list_runs(pipeline=name, status="succeeded", limit=1)
+        finished = runs[0].get("finished_at") if runs else None
+        if finished:
+            LAST_SUCCESS.labels(name).set(datetime.fromisoformat(finished).timestamp())

@@ -30,6 +30,7 @@ class PipelineRegistry:
         for path, error in self.errors.items():
             log.error("invalid pipeline file %s: %s", path, error.message)
         metrics.PIPELINE_ERRORS.set(len(self.errors))
+        metrics.export_schedules(self.pipelines.values())
         log.info("loaded %d pipelines from %s", len(self.pipelines), self.directory)
 
     def get(self, name: str) -> Pipeline:
