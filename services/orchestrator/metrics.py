@@ -19,6 +19,7 @@ from services.common.spec.model import Pipeline, cron_expression
 if TYPE_CHECKING:
     from services.orchestrator.state.store import Store
 
+FINAL_RUN_STATUSES = ("succeeded", "failed", "cancelled", "skipped")
 RUNS = Counter(
     "sluice_runs_total", "Runs finished, by pipeline and final status.", ["pipeline", "status"]
 )
@@ -89,9 +90,18 @@ def schedule_interval(pipeline: Pipeline, now: datetime | None = None) -> float 
 
 
 def export_schedules(pipelines: Iterable[Pipeline]) -> None:
-    """Publish the expected interval of every scheduled pipeline, dropping removed ones."""
+    """Publish the expected interval of every scheduled pipeline, dropping removed ones.
+
+    Also creates the run and row counters of every pipeline at zero: a series that first appears
+    at 1 hides that first increment from ``increase()``, so the first failed run would not alert.
+    """
     SCHEDULE_INTERVAL.clear()
     for pipeline in pipelines:
+        for status in FINAL_RUN_STATUSES:
+            RUNS.labels(pipeline.name, status)
+        for task in pipeline.tasks:
+            ROWS.labels(pipeline.name, task.id)
+            REJECTED.labels(pipeline.name, task.id)
         interval = schedule_interval(pipeline)
         if interval is not None:
             SCHEDULE_INTERVAL.labels(pipeline.name).set(interval)
