@@ -26,7 +26,7 @@ from services.common.spec.model import EtlTask, JobTask, Pipeline, SqlTask
 from services.common.spec.render import render, run_context
 from services.orchestrator import metrics
 from services.orchestrator.clients import DataPlane
-from services.orchestrator.jobs import run_local_job
+from services.orchestrator.jobs import run_job
 from services.orchestrator.registry import PipelineRegistry
 from services.orchestrator.settings import OrchestratorSettings
 from services.orchestrator.state.store import Store, utcnow
@@ -246,7 +246,8 @@ class RunExecutor:
             )
             return f"{reply.rows_affected} rows affected"
         job = JobTask.model_validate(rendered)
-        return await run_local_job(job, task.timeout_seconds)
+        labels = {"run_id": run_id, "pipeline": pipeline.name}
+        return await run_job(job, task.timeout_seconds, self.settings.jobs, labels=labels)
 
     async def _run_etl(self, run_id: str, pipeline: Pipeline, task: EtlTask, attempt: int) -> None:
         metadata = call_metadata(run_id, run_id)

@@ -69,6 +69,13 @@ class JobTask(TaskBase):
     command: list[str]
     env: dict[str, str] = {}
     workdir: str | None = None
+    env_from_secrets: dict[str, str] = Field(
+        default={}, description="ENV_NAME: secret-name/key (locally: ENV_NAME from the environment)"
+    )
+    resources: dict[Literal["requests", "limits"], dict[str, str]] = Field(
+        default={}, description="Kubernetes requests/limits, e.g. {limits: {memory: 512Mi}}"
+    )
+    backoff_limit: int = Field(default=0, ge=0, le=10, description="Kubernetes pod retries")
 
 
 def _task_tag(value: Any) -> str:
@@ -93,6 +100,11 @@ class Alerts(Strict):
     on: list[Literal["failure", "rejects", "late", "freshness", "success"]] = ["failure"]
     webhook: str | None = None
     email: list[str] = []
+    rejects_threshold: int = Field(default=0, ge=0, description="alert when rejects exceed this")
+    sla_minutes: float | None = Field(default=None, gt=0, description="late after this long")
+    fresh_by: str | None = Field(
+        default=None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="HH:MM, pipeline tz"
+    )
 
 
 class Pipeline(Strict):
