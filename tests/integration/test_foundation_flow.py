@@ -110,7 +110,11 @@ def test_runs_load_once_into_postgres_and_duckdb(
     assert pg_query(pg_dsn, f"SELECT count(*) FROM {table}") == [(expected,)]
     with duckdb.connect(str(two_pipelines["duck"]), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM sales").fetchone() == (expected,)
-    ledger = pg_query(pg_dsn, "SELECT count(*) FROM _sluice_ledger WHERE pipeline = 'to_pg'")
+    ledger = pg_query(
+        pg_dsn,
+        "SELECT count(*) FROM _sluice_ledger WHERE pipeline = 'to_pg' AND unit_key LIKE %s",
+        (f"{two_pipelines['dir'].parent}%",),
+    )
     assert ledger == [(3,)]
 
 
