@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -12,6 +14,7 @@ import grpc
 import pyarrow as pa
 
 from services.common.codec import to_message
+from services.common.errors import SluiceError
 from services.common.grpc_server import (
     TRACE_ID_METADATA_KEY,
     RunningServer,
@@ -26,9 +29,9 @@ from services.common.proto.sluice.v1 import (
 )
 from services.common.spec.model import EtlTask, Source
 from services.extractor import metrics
-from services.extractor.readers import read_batches
+from services.extractor.readers import ReadLimits, read_batches
 from services.extractor.settings import ExtractorSettings
-from services.extractor.sources import backend_for
+from services.extractor.units import discover, materialize
 
 log = logging.getLogger(__name__)
 _DONE = object()
@@ -36,6 +39,13 @@ _DONE = object()
 
 def _next_or_done(iterator: Iterator[pa.RecordBatch]) -> Any:
     return next(iterator, _DONE)
+
+
+def _relabel(err: SluiceError, local: str, label: str) -> SluiceError:
+    """Name the unit (``gs://b/x.zip!day1.csv``), not the private spool file, in an error."""
+    if err.context.file != local:
+        return err
+    return type(err)(err.message, dataclasses.replace(err.context, file=label))
 
 
 class ExtractorService(extractor_pb2_grpc.ExtractorServicer):
@@ -47,7 +57,7 @@ class ExtractorService(extractor_pb2_grpc.ExtractorServicer):
     ) -> extractor_pb2.DiscoverResponse:
         source = Source.model_validate_json(request.source_spec_json)
         with bind_context(run_id=request.run_id, pipeline=request.pipeline, task=request.task):
-            found = await asyncio.to_thread(backend_for(source.uri).discover, source)
+            found = await asyncio.to_thread(discover, source, self.settings)
             metrics.DISCOVERED.labels(request.pipeline, request.task).inc(len(found))
             log.info("discovered %d units in %s", len(found), source.uri)
         return extractor_pb2.DiscoverResponse(
@@ -91,26 +101,38 @@ class ExtractorService(extractor_pb2_grpc.ExtractorServicer):
     async def _stream(
         self, task: EtlTask, unit: data_pb2.Unit, labels: tuple[str, str]
     ) -> AsyncIterator[data_pb2.RecordBatch]:
-        backend = backend_for(unit.uri)
-        with backend.local_path(unit.uri) as path:
-            batches = read_batches(
-                path, unit.format, task.source.options, self.settings.limits.batch_bytes
+        limits = ReadLimits(
+            batch_bytes=self.settings.limits.batch_bytes,
+            max_line_bytes=self.settings.limits.max_line_bytes,
+        )
+        source = task.source
+        seq = 0
+        offset = 0
+        with contextlib.ExitStack() as stack:
+            opened = await asyncio.to_thread(
+                stack.enter_context,
+                materialize(unit.uri, unit.member, unit.format or "auto", source, self.settings),
             )
-            seq = 0
-            offset = 0
-            while True:
-                started = time.perf_counter()
-                # Readers block (file I/O, parsing); keep the event loop free for other streams.
-                batch = await asyncio.to_thread(_next_or_done, batches)
-                if batch is _DONE:
-                    break
-                message = to_message(batch, unit_id=unit.id, seq=seq, row_offset=offset)
-                metrics.BATCH_SECONDS.labels(unit.format).observe(time.perf_counter() - started)
-                metrics.ROWS.labels(*labels, unit.format).inc(batch.num_rows)
-                metrics.BYTES.labels(*labels, unit.format).inc(len(message.arrow_ipc))
-                yield message
-                seq += 1
-                offset += batch.num_rows
+            path, fmt, label = opened
+            try:
+                batches = await asyncio.to_thread(
+                    read_batches, path, fmt, source.options, limits.batch_bytes, limits=limits
+                )
+                while True:
+                    started = time.perf_counter()
+                    # Readers block (file I/O, parsing); keep the event loop free for others.
+                    batch = await asyncio.to_thread(_next_or_done, batches)
+                    if batch is _DONE:
+                        break
+                    message = to_message(batch, unit_id=unit.id, seq=seq, row_offset=offset)
+                    metrics.BATCH_SECONDS.labels(unit.format).observe(time.perf_counter() - started)
+                    metrics.ROWS.labels(*labels, unit.format).inc(batch.num_rows)
+                    metrics.BYTES.labels(*labels, unit.format).inc(len(message.arrow_ipc))
+                    yield message
+                    seq += 1
+                    offset += batch.num_rows
+            except SluiceError as err:
+                raise _relabel(err, str(path), label) from None
             log.info("streamed %d rows in %d batches", offset, seq)
 
 

@@ -19,7 +19,33 @@ class LimitSettings(Section):
     batch_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024)
     """Target size of one record batch on the wire (reader block size)."""
     max_line_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
-    """Longest line or field accepted before the unit fails with a clear error."""
+    """Longest line or field accepted before the unit fails with a clear error; also the text
+    parser's block size, so it bounds the memory one stream uses."""
+    max_unpacked_bytes: int = Field(default=4 * 1024**3, ge=1024)
+    """Largest size one zip member or gzip/bz2/xz file may unpack to (zip-bomb guard)."""
+    max_compression_ratio: float = Field(default=200.0, gt=1)
+    """Largest unpacked/packed size ratio accepted for members over 1 MiB (zip-bomb guard)."""
+    max_download_bytes: int = Field(default=10 * 1024**3, ge=1024)
+    """Largest object fetched over HTTP(S); bigger downloads stop with an error."""
+
+
+class HttpSourceSettings(Section):
+    connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    """Time allowed to connect to an ``https://`` source."""
+    read_timeout_seconds: float = Field(default=60.0, gt=0)
+    """Time allowed between two chunks of a download."""
+    user_agent: str = "sluice-extractor"
+    """User-Agent header sent to HTTP sources."""
+
+
+class GcsSourceSettings(Section):
+    project: str | None = None
+    """Google Cloud project of the storage client; None: from the credentials / environment."""
+    emulator_host: str | None = None
+    """Storage emulator URL (tests, local runs), e.g. ``http://127.0.0.1:9023``; sets
+    ``STORAGE_EMULATOR_HOST`` for the client and uses anonymous credentials."""
+    chunk_bytes: int = Field(default=8 * 1024 * 1024, ge=256 * 1024)
+    """Size of one ranged read when streaming an object to the work directory."""
 
 
 class ExtractorSettings(ServiceSettings):
@@ -33,5 +59,13 @@ class ExtractorSettings(ServiceSettings):
     """Prometheus side port."""
     limits: LimitSettings = LimitSettings()
     """Reader limits."""
+    http: HttpSourceSettings = HttpSourceSettings()
+    """``https://`` sources."""
+    gcs: GcsSourceSettings = GcsSourceSettings()
+    """``gs://`` sources."""
+    work_dir: Path | None = None
+    """Where remote objects and archive members are spooled while a unit is read (a private
+    directory per unit, removed afterwards); None: the system temporary directory. On
+    Kubernetes mount an emptyDir here, sized for the largest unit."""
     secrets_dir: Path | None = None
     """Directory of secret files (one file per ``${NAME}`` reference), e.g. a mounted Secret."""

@@ -1,37 +1,135 @@
-"""Readers turn a local file into a stream of Arrow record batches, with bounded memory."""
+"""Readers turn a local file into a stream of Arrow record batches, with bounded memory.
+
+``detect_format`` looks at the content first (magic bytes: zip containers, OLE2 workbooks,
+compressed streams, parquet, JSON) and only then at the extension, so a ``.csv`` that is really
+an Excel file, or a download without an extension, still reads right.
+"""
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
-from services.common.spec.model import SourceOptions
+from services.common.spec.source import SourceOptions
 from services.extractor.errors import UnsupportedFormat
-from services.extractor.readers.base import BatchIterator, Reader
+from services.extractor.readers.base import BatchIterator, Reader, ReadLimits
+from services.extractor.readers.columnar import JsonArrayReader, JsonLinesReader, ParquetReader
 from services.extractor.readers.delimited import DelimitedReader
+from services.extractor.readers.excel import ExcelReader
+from services.extractor.readers.fixed import FixedWidthReader
 
-_BY_EXTENSION = {".csv": "csv", ".tsv": "tsv", ".psv": "psv", ".txt": "txt"}
+_BY_EXTENSION = {
+    ".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".psv": "psv", ".txt": "txt", ".dat": "txt",
+    ".xls": "xls", ".xlsx": "xlsx", ".xlsm": "xlsm", ".xlsb": "xlsx", ".ods": "ods",
+    ".zip": "zip", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl",
+    ".parquet": "parquet", ".gz": "gzip", ".bz2": "bz2", ".xz": "xz",
+}  # fmt: skip
+COMPRESSED = ("gzip", "bz2", "xz")
+"""Single-file compression formats: unpacked to a private temporary file, then read."""
+
+_EXCEL = ExcelReader()
 _READERS: dict[str, Reader] = {
-    "csv": DelimitedReader(","),
+    "csv": DelimitedReader(None),  # ";" csv files are common: sniff, explicit wins
     "tsv": DelimitedReader("\t"),
     "psv": DelimitedReader("|"),
     "txt": DelimitedReader(None),
+    "fixed": FixedWidthReader(),
+    "xls": _EXCEL,
+    "xlsx": _EXCEL,
+    "xlsm": _EXCEL,
+    "ods": _EXCEL,
+    "json": JsonArrayReader(),
+    "jsonl": JsonLinesReader(),
+    "parquet": ParquetReader(),
 }
 
 
-def detect_format(path: Path, declared: str) -> str:
-    """The declared format, or one detected from the file name."""
+def format_by_name(name: str) -> str | None:
+    """The format an object name suggests, or None."""
+    return _BY_EXTENSION.get(Path(name).suffix.lower())
+
+
+def sniff_format(path: Path) -> str | None:
+    """The format the first bytes of a file show, or None for plain text."""
+    with path.open("rb") as handle:
+        magic = handle.read(8)
+    if magic.startswith(b"PK\x03\x04") or magic.startswith(b"PK\x05\x06"):
+        return _zip_kind(path)
+    if magic.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
+        return "xls"  # OLE2: BIFF workbook, or an encrypted xlsx (calamine reports which)
+    if magic.startswith(b"\x1f\x8b"):
+        return "gzip"
+    if magic.startswith(b"BZh"):
+        return "bz2"
+    if magic.startswith(b"\xfd7zXZ\x00"):
+        return "xz"
+    if magic.startswith(b"PAR1"):
+        return "parquet"
+    stripped = magic.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if stripped.startswith(b"["):
+        return "json"
+    if stripped.startswith(b"{"):
+        return "jsonl"
+    return None
+
+
+def _zip_kind(path: Path) -> str:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+    except zipfile.BadZipFile:
+        return "zip"  # truncated: the zip layer names the problem
+    if "xl/workbook.xml" in names or "xl/workbook.bin" in names:
+        return "xlsx"
+    if "content.xml" in names and "mimetype" in names:
+        return "ods"
+    return "zip"
+
+
+def detect_format(path: Path, declared: str, options: SourceOptions | None = None) -> str:
+    """The declared format, or one detected from the content, then from the file name.
+
+    ``path`` need not exist (a remote object name): then only the name is used, and ``auto``
+    is returned when the name says nothing, to be detected again once the bytes are local.
+    """
     if declared != "auto":
         return declared
-    fmt = _BY_EXTENSION.get(path.suffix.lower())
-    if fmt is None:
-        raise UnsupportedFormat(
-            f"cannot detect the format of {path.name}; set source.format", file=str(path)
-        )
-    return fmt
+    sniffed = sniff_format(path) if path.is_file() else None
+    by_name = format_by_name(path.name)
+    if sniffed is not None:
+        if sniffed == "jsonl" and by_name == "json":
+            return "json"
+        if sniffed == "json" and by_name == "jsonl":
+            return "jsonl"
+        return sniffed
+    if by_name == "txt" and options is not None and options.columns:
+        return "fixed"
+    if by_name is not None:
+        return by_name
+    if not path.is_file():
+        return "auto"
+    return "fixed" if options is not None and options.columns else "txt"
 
 
-def read_batches(path: Path, fmt: str, options: SourceOptions, batch_bytes: int) -> BatchIterator:
+def read_batches(
+    path: Path,
+    fmt: str,
+    options: SourceOptions,
+    batch_bytes: int,
+    *,
+    limits: ReadLimits | None = None,
+) -> BatchIterator:
+    """Record batches of the local file ``path`` read as ``fmt`` (``auto``: detected)."""
+    limits = limits or ReadLimits(batch_bytes=batch_bytes)
+    if fmt == "auto" or (fmt == "txt" and options.columns):
+        fmt = detect_format(path, "auto", options)
     reader = _READERS.get(fmt)
     if reader is None:
-        raise UnsupportedFormat(f"format {fmt!r} is not supported yet", file=str(path))
-    return reader.read(path, options, batch_bytes)
+        raise UnsupportedFormat(
+            f"format {fmt!r} cannot be read directly (archives are expanded into units)",
+            file=str(path),
+        )
+    return reader.read(path, options, limits)
+
+
+__all__ = ["COMPRESSED", "ReadLimits", "detect_format", "format_by_name", "read_batches"]

@@ -1,19 +1,46 @@
-"""The reader interface."""
+"""The reader interface and helpers every reader shares."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import pyarrow as pa
 
-from services.common.spec.model import SourceOptions
+from services.common.spec.source import SourceOptions
 
 BatchIterator = Iterator[pa.RecordBatch]
 
 
+@dataclass(frozen=True)
+class ReadLimits:
+    """Sizes a reader works with (from the extractor settings)."""
+
+    batch_bytes: int = 4 * 1024 * 1024
+    """Target Arrow size of one emitted batch."""
+    max_line_bytes: int = 16 * 1024 * 1024
+    """Longest record accepted; also the parser's block size, so it bounds memory too."""
+
+    @property
+    def block_bytes(self) -> int:
+        return max(self.batch_bytes, self.max_line_bytes)
+
+
 class Reader(Protocol):
-    def read(self, path: Path, options: SourceOptions, batch_bytes: int) -> BatchIterator:
-        """Yield record batches of about ``batch_bytes``; raise BadInput naming file and line."""
+    def read(self, path: Path, options: SourceOptions, limits: ReadLimits) -> BatchIterator:
+        """Yield batches of about ``limits.batch_bytes``; raise BadInput naming file and line."""
         ...
+
+
+def rebatch(batch: pa.RecordBatch, batch_bytes: int) -> BatchIterator:
+    """Zero-copy slices of ``batch`` of about ``batch_bytes`` each."""
+    size = batch.nbytes
+    if size <= batch_bytes or batch.num_rows <= 1:
+        yield batch
+        return
+    pieces = -(-size // batch_bytes)
+    step = max(1, -(-batch.num_rows // pieces))
+    for start in range(0, batch.num_rows, step):
+        yield batch.slice(start, step)

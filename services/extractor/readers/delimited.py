@@ -1,7 +1,11 @@
-"""Delimited text (csv, tsv, psv, txt) with pyarrow's streaming reader.
+"""Delimited text (csv, tsv, psv, ``;``-separated txt) with pyarrow's streaming reader.
 
-pyarrow reads block by block, so memory stays bounded by the block size whatever the file size.
-Its parse errors do not carry line numbers, so on failure the file is re-scanned with the
+pyarrow tokenizes block by block, so memory stays bounded by the block size whatever the file
+size. Every field is read as a string and converted to the unit's one schema by
+:mod:`.schema`, which also lets each row carry its exact physical line in ``_sluice_line``:
+a record spans one line plus the newlines quoted inside its fields.
+
+pyarrow's parse errors carry no line numbers, so on failure the file is re-scanned with the
 standard ``csv`` module to name the exact line; that cost is only paid on the error path.
 """
 
@@ -9,67 +13,119 @@ from __future__ import annotations
 
 import csv
 import io
-import re
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from services.common.errors import BadInput
-from services.common.spec.model import SourceOptions
-from services.extractor.readers.base import BatchIterator
+from services.common.spec.source import SourceOptions
+from services.extractor.readers import schema as schemas
+from services.extractor.readers.base import BatchIterator, ReadLimits, rebatch
+from services.extractor.readers.text import detect_encoding, pyarrow_encoding, sample_text
 
-_ENCODINGS = {"auto": "utf8", "utf-8": "utf8", "utf8": "utf8"}
+log = logging.getLogger(__name__)
+_SNIFF_DELIMITERS = ",;\t|"
+
+
+def sniff_delimiter(sample: str, quotechar: str) -> str:
+    """The delimiter of a text sample: the candidate splitting the first lines most evenly."""
+    lines = [line for line in sample.splitlines()[:50] if line.strip()]
+    if len(lines) > 1:
+        lines = lines[:-1]  # the last sampled line may be cut short
+    best, best_score = ",", 0.0
+    for candidate in _SNIFF_DELIMITERS:
+        counts = [len(row) - 1 for row in csv.reader(lines, delimiter=candidate)]
+        if not counts or max(counts) == 0:
+            continue
+        # The most frequent count across lines; consistency beats raw frequency.
+        mode = max(set(counts), key=counts.count)
+        score = counts.count(mode) / len(counts) * (1 + min(mode, 20) / 100)
+        if mode > 0 and score > best_score:
+            best, best_score = candidate, score
+    return best
+
+
+def dedupe(names: list[str]) -> list[str]:
+    """Column names made unique and non-empty (``a, a`` -> ``a, a_2``; ``""`` -> ``column_3``)."""
+    seen: dict[str, int] = {}
+    result = []
+    for index, raw in enumerate(names, start=1):
+        name = raw.strip() or f"column_{index}"
+        if name in seen:
+            seen[name] += 1
+            name = f"{name}_{seen[name]}"
+        seen.setdefault(name, 1)
+        result.append(name)
+    return result
 
 
 class DelimitedReader:
+    """csv / tsv / psv / delimited txt; ``default_delimiter`` None means sniff."""
+
     def __init__(self, default_delimiter: str | None) -> None:
         self.default_delimiter = default_delimiter
 
-    def _delimiter(self, path: Path, options: SourceOptions, encoding: str) -> str:
-        if options.delimiter:
-            return options.delimiter
-        if self.default_delimiter:
-            return self.default_delimiter
-        with path.open("r", encoding="utf-8-sig", errors="replace") as handle:
-            sample = handle.read(64 * 1024)
-        try:
-            return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
-        except csv.Error:
-            return ","
-
-    def read(self, path: Path, options: SourceOptions, batch_bytes: int) -> BatchIterator:
-        encoding = _ENCODINGS.get(options.encoding.lower(), options.encoding)
-        delimiter = self._delimiter(path, options, encoding)
+    def read(self, path: Path, options: SourceOptions, limits: ReadLimits) -> BatchIterator:
         if path.stat().st_size == 0:
             return iter(())
-        read_options = pacsv.ReadOptions(
-            block_size=batch_bytes,
-            skip_rows=options.skip_rows,
-            autogenerate_column_names=not options.header,
-            encoding=encoding,
-            use_threads=True,
+        encoding = detect_encoding(path, options)
+        sample = sample_text(path, encoding)
+        body = "\n".join(sample.splitlines()[options.skip_rows :])
+        delimiter = (
+            options.delimiter or self.default_delimiter or sniff_delimiter(body, options.quotechar)
         )
-        parse_options = pacsv.ParseOptions(
-            delimiter=delimiter, quote_char=options.quotechar, newlines_in_values=True
-        )
-        convert_options = pacsv.ConvertOptions(
-            null_values=options.null_values if options.null_values is not None else None,
-            strings_can_be_null=True,
-            column_types=options.column_types or None,
-        )
-        return self._stream(path, read_options, parse_options, convert_options, delimiter, options)
+        first = next(csv.reader(io.StringIO(body), delimiter=delimiter), None)
+        if first is None:
+            return iter(())
+        names = dedupe(first) if options.header else [f"f{i}" for i in range(len(first))]
+        return self._stream(path, encoding, delimiter, names, options, limits)
 
     def _stream(
         self,
         path: Path,
-        read_options: pacsv.ReadOptions,
-        parse_options: pacsv.ParseOptions,
-        convert_options: pacsv.ConvertOptions,
+        encoding: str,
         delimiter: str,
+        names: list[str],
         options: SourceOptions,
+        limits: ReadLimits,
     ) -> Iterator[pa.RecordBatch]:
+        header_lines = options.skip_rows + (1 if options.header else 0)
+        skipped: list[str] = []
+
+        def on_invalid(row: pacsv.InvalidRow) -> str:
+            if options.on_bad_row == "skip":
+                skipped.append(row.text[:200])
+                return "skip"
+            return "error"
+
+        read_options = pacsv.ReadOptions(
+            block_size=limits.block_bytes,
+            skip_rows=header_lines,
+            column_names=names,
+            encoding=pyarrow_encoding(encoding),
+            use_threads=True,
+        )
+        parse_options = pacsv.ParseOptions(
+            delimiter=delimiter,
+            quote_char=options.quotechar,
+            newlines_in_values=True,
+            invalid_row_handler=on_invalid,
+        )
+        convert_options = pacsv.ConvertOptions(
+            column_types={name: pa.string() for name in names},
+            null_values=schemas.null_values(options),
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+        )
+        file = str(path)
+        schema: pa.Schema | None = None
+        next_line = header_lines + 1
+        rows = 0
         try:
             reader = pacsv.open_csv(
                 path,
@@ -77,73 +133,104 @@ class DelimitedReader:
                 parse_options=parse_options,
                 convert_options=convert_options,
             )
-            yield from reader
+            for raw in reader:
+                if raw.num_rows == 0:
+                    continue
+                if options.max_rows is not None and rows + raw.num_rows > options.max_rows:
+                    raw = raw.slice(0, options.max_rows - rows)
+                lines, next_line = _line_numbers(raw, next_line)
+                if schema is None:
+                    schema = schemas.plan_schema(raw, options)
+                batch = schemas.convert(raw, schema, lines, options, file=file)
+                rows += batch.num_rows
+                yield from rebatch(batch, limits.batch_bytes)
+                if options.max_rows is not None and rows >= options.max_rows:
+                    break
         except pa.ArrowInvalid as exc:
             if "Empty CSV file" in str(exc):
                 return
-            raise self._explain(path, exc, delimiter, options) from None
+            raise self._explain(path, exc, encoding, delimiter, options, limits) from None
         except UnicodeDecodeError as exc:
             raise BadInput(
-                f"not valid {options.encoding} text ({exc.reason}); set source.options.encoding",
-                file=str(path),
+                f"not valid {encoding} text ({exc.reason}); set source.options.encoding",
+                file=file,
             ) from None
+        if skipped:
+            log.warning(
+                "skipped %d ragged rows in %s (on_bad_row: skip); first: %r",
+                len(skipped),
+                path.name,
+                skipped[0],
+            )
 
     def _explain(
-        self, path: Path, exc: pa.ArrowInvalid, delimiter: str, options: SourceOptions
+        self,
+        path: Path,
+        exc: pa.ArrowInvalid,
+        encoding: str,
+        delimiter: str,
+        options: SourceOptions,
+        limits: ReadLimits,
     ) -> BadInput:
         text = str(exc)
-        conversion = re.search(
-            r"column #(\d+): CSV conversion error to (\w+): invalid value '(.*)'", text
-        )
-        if conversion:
-            col_index, type_name, value = conversion.groups()
-            line, column = _find_value(path, delimiter, options, int(col_index), value)
+        if "straddling" in text or "block size" in text:
+            line = _find_long_line(path, encoding, limits.block_bytes)
             return BadInput(
-                f"value {value!r} is not {type_name} like the rows before it; declare the "
-                f"column's type in source.options.column_types (e.g. string) or cast it in a step",
+                f"a record is longer than the limit of {limits.block_bytes} bytes "
+                "(SLUICE_LIMITS__MAX_LINE_BYTES); is the quoting or delimiter right?",
                 file=str(path),
                 line=line,
-                column=column,
             )
-        line, problem = _find_ragged_line(path, delimiter, options)
+        line, problem = _find_ragged_line(path, encoding, delimiter, options)
         if line is not None:
-            return BadInput(problem, file=str(path), line=line)
+            return BadInput(
+                f"{problem}; fix the file or set source.options.on_bad_row: skip",
+                file=str(path),
+                line=line,
+            )
         return BadInput(f"cannot parse as delimited text: {text}", file=str(path))
 
 
-def _open_text(path: Path, options: SourceOptions) -> io.TextIOWrapper:
-    encoding = (
-        "utf-8-sig" if options.encoding.lower() in ("auto", "utf-8", "utf8") else options.encoding
-    )
+def _line_numbers(raw: pa.RecordBatch, first_line: int) -> tuple[pa.Array, int]:
+    """Physical line of each record and the line after the batch (quoted newlines counted)."""
+    spans = np.ones(raw.num_rows, dtype=np.int64)
+    for column in raw.columns:
+        counts = pc.count_substring(column, "\n")
+        if pc.max(counts).as_py():
+            spans += counts.fill_null(0).to_numpy(zero_copy_only=False)
+    ends = np.cumsum(spans)
+    starts = first_line + ends - spans
+    return pa.array(starts, pa.int64()), int(first_line + ends[-1])
+
+
+def _open_text(path: Path, encoding: str) -> io.TextIOWrapper:
     return open(path, encoding=encoding, errors="replace", newline="")
 
 
-def _find_ragged_line(path: Path, delimiter: str, options: SourceOptions) -> tuple[int | None, str]:
-    with _open_text(path, options) as handle:
+def _find_long_line(path: Path, encoding: str, limit: int) -> int | None:
+    with _open_text(path, encoding) as handle:
+        for number, line in enumerate(handle, start=1):
+            if len(line) >= limit // 4:
+                return number
+    return None
+
+
+def _find_ragged_line(
+    path: Path, encoding: str, delimiter: str, options: SourceOptions
+) -> tuple[int | None, str]:
+    with _open_text(path, encoding) as handle:
         for _ in range(options.skip_rows):
             handle.readline()
         reader = csv.reader(handle, delimiter=delimiter, quotechar=options.quotechar)
         expected: int | None = None
+        previous_end = options.skip_rows
         for row in reader:
+            start = previous_end + 1
+            previous_end = reader.line_num + options.skip_rows
             if expected is None:
                 expected = len(row)
                 continue
             if row and len(row) != expected:
-                line = reader.line_num + options.skip_rows
-                return line, f"expected {expected} fields, found {len(row)}"
+                many = "too many" if len(row) > expected else "too few"
+                return start, f"{many} fields: expected {expected}, found {len(row)}"
     return None, ""
-
-
-def _find_value(
-    path: Path, delimiter: str, options: SourceOptions, col_index: int, value: str
-) -> tuple[int | None, str | None]:
-    with _open_text(path, options) as handle:
-        for _ in range(options.skip_rows):
-            handle.readline()
-        reader = csv.reader(handle, delimiter=delimiter, quotechar=options.quotechar)
-        header = next(reader, None)
-        column = header[col_index] if header and col_index < len(header) else None
-        for row in reader:
-            if col_index < len(row) and row[col_index] == value:
-                return reader.line_num + options.skip_rows, column
-    return None, None

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Protocol
 
-from services.common.spec.model import Source
+from services.common.spec.source import Source
+from services.extractor.readers import format_by_name
 
 
 @dataclass(frozen=True)
@@ -30,3 +35,29 @@ class SourceBackend(Protocol):
     def local_path(self, uri: str) -> AbstractContextManager[Path]:
         """A local path holding the object's bytes for the duration of the block."""
         ...
+
+
+def remote_format(name: str, source: Source) -> str:
+    """Format of a remote object from its name; ``auto`` when only the bytes can tell."""
+    by_name = format_by_name(name)
+    if source.format != "auto" and by_name not in ("zip", "gzip", "bz2", "xz"):
+        return source.format
+    if by_name == "txt" and source.options.columns:
+        return "fixed"
+    return by_name or "auto"
+
+
+@contextlib.contextmanager
+def spool_dir(workdir: Path | None) -> Iterator[Path]:
+    """A private (0700) temporary directory, removed with everything in it afterwards."""
+    directory = Path(tempfile.mkdtemp(prefix="sluice-", dir=workdir))
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def spool_name(name: str) -> str:
+    """A safe local file name keeping the object's extensions (they help format detection)."""
+    suffixes = "".join(PurePosixPath(name).suffixes[-2:])
+    return "object" + "".join(c for c in suffixes if c.isalnum() or c == ".")[:16]

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from services.common.spec.model import Source
+from services.common.spec.source import Source
 from services.extractor.errors import SourceNotFound
-from services.extractor.readers import detect_format
+from services.extractor.readers import detect_format, sniff_format
 from services.extractor.sources.base import DiscoveredUnit
 
 
@@ -19,6 +19,15 @@ def path_of(uri: str) -> str:
     parsed = urlparse(uri)
     # file://relative/path is not a valid URI, but people write it; keep it relative.
     return unquote(parsed.netloc + parsed.path) if parsed.netloc else unquote(parsed.path)
+
+
+def local_format(path: Path, source: Source) -> str:
+    """Declared format, except that a zip (not a workbook) is always a container."""
+    if source.format not in ("auto", "zip") and sniff_format(path) in ("zip", "gzip", "bz2", "xz"):
+        sniffed = sniff_format(path)
+        assert sniffed is not None
+        return sniffed
+    return detect_format(path, source.format, source.options)
 
 
 class LocalFiles:
@@ -30,14 +39,14 @@ class LocalFiles:
         units = []
         for match in matches:
             stat = os.stat(match)
-            absolute = os.path.abspath(match)
+            absolute = Path(os.path.abspath(match))
             units.append(
                 DiscoveredUnit(
-                    id=absolute,
-                    uri=Path(absolute).as_uri(),
+                    id=str(absolute),
+                    uri=absolute.as_uri(),
                     fingerprint=f"size={stat.st_size};mtime_ns={stat.st_mtime_ns}",
                     size_bytes=stat.st_size,
-                    format=detect_format(Path(absolute), source.format),
+                    format=local_format(absolute, source),
                 )
             )
         return units

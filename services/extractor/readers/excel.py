@@ -1,0 +1,313 @@
+"""Excel workbooks (xls, xlsx, xlsm, ods) with python-calamine.
+
+calamine decodes the cells of a sheet in Rust (Excel serial dates, the 1904 date system and
+shared strings included) and hands rows to Python one at a time; rows are turned into Arrow
+columns a batch at a time. Sheet rows keep their Excel number in ``_sluice_line`` so errors say
+"row 12" exactly as the user sees it. Title rows are skipped with ``skip_rows``/``header_row`` or
+cut away with ``cell_range``; empty rows are skipped. Error cells (``#DIV/0!``, ``#N/A``) become
+nulls and are counted in a warning.
+
+The unit's schema is inferred from the first batch of rows of the first sheet (numbers that are
+all whole become int64, else float64; dates, timestamps, booleans, else string), or unified over
+every sheet's first rows when ``sheet: "*"``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import python_calamine as calamine
+
+from services.common import lineage
+from services.common.errors import BadInput
+from services.common.spec.source import SourceOptions
+from services.extractor.readers import schema as schemas
+from services.extractor.readers.base import BatchIterator, ReadLimits, rebatch
+from services.extractor.readers.delimited import dedupe
+
+log = logging.getLogger(__name__)
+SAMPLE_ROWS = 20_000
+_ERRORS = {"#DIV/0!", "#N/A", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#NULL!", "#GETTING_DATA"}
+_MAX_SAFE_INT = 2**53
+
+
+def column_index(letters: str) -> int:
+    """0-based index of an Excel column name (A -> 0, AA -> 26)."""
+    index = 0
+    for char in letters.upper():
+        index = index * 26 + ord(char) - ord("A") + 1
+    return index - 1
+
+
+def column_letters(index: int) -> str:
+    letters = ""
+    index += 1
+    while index:
+        index, rest = divmod(index - 1, 26)
+        letters = chr(ord("A") + rest) + letters
+    return letters
+
+
+def parse_range(text: str) -> tuple[int, int, int | None, int | None]:
+    """``B3:F200`` -> (first row, first col, last row, last col), rows 1-based, cols 0-based."""
+    match = re.fullmatch(r"([A-Za-z]+)(\d+)(?::([A-Za-z]+)(\d*))?", text)
+    if match is None:
+        raise BadInput(f"cell_range {text!r} is not like B3:F200")
+    first_col, first_row, last_col, last_row = match.groups()
+    return (
+        int(first_row),
+        column_index(first_col),
+        int(last_row) if last_row else None,
+        column_index(last_col) if last_col else None,
+    )
+
+
+class _Sheet:
+    """Rows of one sheet with their 1-based sheet row numbers, range and title rows applied."""
+
+    def __init__(self, sheet: Any, options: SourceOptions, file: str) -> None:
+        self.name: str = sheet.name
+        self.file = file
+        top, left, bottom, right = (
+            parse_range(options.cell_range) if options.cell_range else (1, 0, None, None)
+        )
+        self.left, self.right, self.bottom = left, right, bottom
+        self.first_row = top + options.skip_rows
+        self._sheet = sheet
+        self.header: list[str] = []
+        self.width = 0
+        rows = self.rows()
+        first = next(rows, None)
+        if first is None:
+            return
+        number, values = first
+        if options.header:
+            texts = [_text(v) for v in values]
+            while texts and texts[-1] == "":  # trailing blank header cells: not columns
+                texts.pop()
+            self.header = dedupe(texts)
+            self.header_row = number
+        else:
+            self.header = [f"f{i}" for i in range(len(values))]
+            self.header_row = number - 1
+        self.width = len(self.header)
+
+    def rows(self) -> Iterator[tuple[int, list[Any]]]:
+        start_row, start_col = self._sheet.start or (0, 0)
+        for offset, values in enumerate(self._sheet.iter_rows()):
+            number = start_row + offset + 1
+            if number < self.first_row:
+                continue
+            if self.bottom is not None and number > self.bottom:
+                return
+            cells = [""] * start_col + list(values)
+            cells = cells[self.left : None if self.right is None else self.right + 1]
+            if any(cell != "" for cell in cells):
+                yield number, cells
+
+    def data_rows(self) -> Iterator[tuple[int, list[Any]]]:
+        for number, values in self.rows():
+            if number > self.header_row:
+                yield number, values
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    return str(value)
+
+
+def _infer(values: list[Any]) -> pa.DataType:
+    kinds = {type(v) for v in values if v is not None}
+    if not kinds:
+        return pa.string()
+    if kinds <= {float, int}:
+        whole = all(
+            float(v).is_integer() and abs(v) < _MAX_SAFE_INT for v in values if v is not None
+        )
+        return pa.int64() if whole else pa.float64()
+    if kinds == {bool}:
+        return pa.bool_()
+    if kinds == {dt.date}:
+        return pa.date32()
+    if kinds <= {dt.date, dt.datetime}:
+        return pa.timestamp("us")
+    return pa.string()
+
+
+class ExcelReader:
+    def read(self, path: Path, options: SourceOptions, limits: ReadLimits) -> BatchIterator:
+        file = str(path)
+        try:
+            workbook = calamine.CalamineWorkbook.from_path(file)
+        except calamine.PasswordError:
+            raise BadInput("the workbook is password-protected", file=file) from None
+        except Exception as exc:  # calamine raises several unrelated types for corrupt files
+            raise BadInput(f"not a readable Excel workbook: {exc}", file=file) from None
+        return self._stream(workbook, options, limits, file)
+
+    def _sheets(self, workbook: Any, options: SourceOptions, file: str) -> list[Any]:
+        names: list[str] = workbook.sheet_names
+        wanted = options.sheet
+        try:
+            if wanted == "*":
+                return [workbook.get_sheet_by_name(n) for n in names]
+            if wanted is None:
+                return [workbook.get_sheet_by_index(0)]
+            if isinstance(wanted, int):
+                return [workbook.get_sheet_by_index(wanted)]
+            return [workbook.get_sheet_by_name(wanted)]
+        except (IndexError, calamine.WorksheetNotFound, calamine.CalamineError) as exc:
+            if isinstance(exc, calamine.PasswordError):
+                raise BadInput("the workbook is password-protected", file=file) from None
+            raise BadInput(
+                f"no sheet {wanted!r}; the workbook has {', '.join(map(repr, names))}",
+                file=file,
+            ) from None
+
+    def _stream(
+        self, workbook: Any, options: SourceOptions, limits: ReadLimits, file: str
+    ) -> Iterator[pa.RecordBatch]:
+        all_sheets = options.sheet == "*"
+        sheets = [_Sheet(s, options, file) for s in self._sheets(workbook, options, file)]
+        sheets = [s for s in sheets if s.width]
+        if not sheets:
+            return
+        schema = self._plan(sheets, options)
+        if all_sheets:
+            schema = schema.append(pa.field(options.sheet_column, pa.string()))
+        errors = 0
+        rows = 0
+        for sheet in sheets:
+            chunk: list[tuple[int, list[Any]]] = []
+            for row in sheet.data_rows():
+                chunk.append(row)
+                if len(chunk) >= SAMPLE_ROWS:
+                    batch, bad = self._batch(chunk, sheet, schema, options, all_sheets)
+                    errors += bad
+                    rows += batch.num_rows
+                    yield from rebatch(batch, limits.batch_bytes)
+                    chunk = []
+                if options.max_rows is not None and rows + len(chunk) >= options.max_rows:
+                    break
+            if chunk:
+                batch, bad = self._batch(chunk, sheet, schema, options, all_sheets)
+                errors += bad
+                rows += batch.num_rows
+                yield from rebatch(batch, limits.batch_bytes)
+            if options.max_rows is not None and rows >= options.max_rows:
+                break
+        if errors:
+            log.warning("%d error cells (#DIV/0!, #N/A, ...) read as null in %s", errors, file)
+
+    def _plan(self, sheets: list[_Sheet], options: SourceOptions) -> pa.Schema:
+        per_sheet = {}
+        nulls = set(schemas.null_values(options))
+        for sheet in sheets:
+            sample: list[list[Any]] = [[] for _ in sheet.header]
+            for count, (_, values) in enumerate(sheet.data_rows()):
+                if count >= SAMPLE_ROWS:
+                    break
+                for index, column in enumerate(sample):
+                    column.append(_clean(values[index] if index < len(values) else "", nulls))
+            fields = []
+            for name, column in zip(sheet.header, sample, strict=True):
+                declared = schemas.declared_type(name, options)
+                fields.append(pa.field(name, declared or _infer(column)))
+            per_sheet[sheet.name] = pa.schema(fields)
+        merged = schemas.unify(per_sheet)
+        return merged.append(pa.field(lineage.LINE, pa.int64()))
+
+    def _batch(
+        self,
+        chunk: list[tuple[int, list[Any]]],
+        sheet: _Sheet,
+        schema: pa.Schema,
+        options: SourceOptions,
+        all_sheets: bool,
+    ) -> tuple[pa.RecordBatch, int]:
+        nulls = set(schemas.null_values(options))
+        positions = {name: i for i, name in enumerate(sheet.header)}
+        arrays = []
+        errors = 0
+        for field in schema:
+            if field.name == lineage.LINE:
+                arrays.append(pa.array([n for n, _ in chunk], pa.int64()))
+                continue
+            if all_sheets and field.name == options.sheet_column:
+                arrays.append(pa.array([sheet.name] * len(chunk), pa.string()))
+                continue
+            index = positions.get(field.name)
+            values = []
+            for number, row in chunk:
+                raw = row[index] if index is not None and index < len(row) else ""
+                if isinstance(raw, str) and raw in _ERRORS:
+                    errors += 1
+                values.append(
+                    _coerce(_clean(raw, nulls), field, sheet, number, (index or 0) + sheet.left)
+                )
+            arrays.append(pa.array(values, field.type))
+        return pa.RecordBatch.from_arrays(arrays, schema=schema), errors
+
+
+def _clean(value: Any, nulls: set[str]) -> Any:
+    if isinstance(value, str):
+        if value in _ERRORS or value.strip() in nulls:
+            return None
+        return value
+    return value
+
+
+def _coerce(value: Any, field: pa.Field, sheet: _Sheet, row: int, col: int) -> Any:
+    if value is None:
+        return None
+    kind = field.type
+    if kind == pa.string():
+        return _text(value)
+    try:
+        if kind == pa.int64():
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+            return int(str(value).strip())
+        if kind == pa.float64():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return float(value)
+            return float(str(value).strip())
+        if kind == pa.bool_():
+            if isinstance(value, bool):
+                return value
+            return {"true": True, "false": False}[str(value).strip().lower()]
+        if kind == pa.date32():
+            if isinstance(value, dt.datetime):
+                if value.time() == dt.time():
+                    return value.date()
+                raise ValueError
+            if isinstance(value, dt.date):
+                return value
+            return dt.date.fromisoformat(str(value).strip())
+        if kind == pa.timestamp("us"):
+            if isinstance(value, dt.datetime):
+                return value
+            if isinstance(value, dt.date):
+                return dt.datetime.combine(value, dt.time())
+            return dt.datetime.fromisoformat(str(value).strip())
+    except (ValueError, KeyError):
+        pass
+    cell = f"{column_letters(col)}{row}"
+    raise BadInput(
+        f"sheet {sheet.name!r} cell {cell}: value {value!r} is not {kind} like the rows before "
+        "it; declare the column in source.options.column_types (e.g. string) or fix the sheet",
+        file=sheet.file,
+        line=row,
+        column=field.name,
+    )
