@@ -114,10 +114,21 @@ class Pipeline(Strict):
     description: str = ""
     schedule: str | None = None
     timezone: str = "UTC"
-    catchup: CatchUp = "none"
-    max_active_runs: int = Field(default=1, ge=1)
-    retries: int = Field(default=0, ge=0, le=20)
-    retry_delay_seconds: float = Field(default=10.0, ge=0)
+    catchup: CatchUp = Field(
+        default="none",
+        description="missed schedule times after downtime: all (backfill each), latest (only the "
+        "most recent), none (skip; only a time due within the scheduler's grace runs)",
+    )
+    max_active_runs: int = Field(
+        default=1, ge=1, description="runs of this pipeline executing at once; more wait queued"
+    )
+    retries: int = Field(default=0, ge=0, le=20, description="retries per task (default)")
+    retry_delay_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        description="first retry delay, doubled per attempt with jitter "
+        "(default SLUICE_EXECUTION__UNIT_RETRY_BACKOFF_SECONDS)",
+    )
     params: dict[str, Any] = {}
     alerts: Alerts | None = None
     tasks: list[Task] = Field(min_length=1)
