@@ -58,10 +58,11 @@ app.kubernetes.io/component: {{ .svc }}
 {{- if eq (toString $tag) "latest" -}}
 {{- fail (printf "%s.image.tag: 'latest' is not allowed; pin a version or a digest so rollbacks are exact" .svc) -}}
 {{- end -}}
+{{- $repository := default (printf "%s/%s" $global.registry $values.image.name) $values.image.repository -}}
 {{- if $values.image.digest -}}
-{{- printf "%s/%s@%s" $global.registry $values.image.name $values.image.digest -}}
+{{- printf "%s@%s" $repository $values.image.digest -}}
 {{- else -}}
-{{- printf "%s/%s:%s" $global.registry $values.image.name $tag -}}
+{{- printf "%s:%s" $repository $tag -}}
 {{- end -}}
 {{- end -}}
 

@@ -161,7 +161,7 @@ livenessProbe:
 {{- end -}}
 
 {{- define "sluice.secrets.volumeMounts" -}}
-{{- if .root.Values.secrets.existingSecret }}
+{{- if .root.Values.secrets.existingSecret -}}
 - name: pipeline-secrets
   mountPath: /etc/sluice/secrets
   readOnly: true
@@ -169,7 +169,7 @@ livenessProbe:
 {{- end -}}
 
 {{- define "sluice.secrets.volumes" -}}
-{{- if .root.Values.secrets.existingSecret }}
+{{- if .root.Values.secrets.existingSecret -}}
 - name: pipeline-secrets
   secret:
     secretName: {{ .root.Values.secrets.existingSecret }}
