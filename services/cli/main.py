@@ -3,13 +3,14 @@
 ``sluice up`` starts the four services locally; ``sluice run FILE`` runs one pipeline through a
 running stack (or a temporary one) and prints a summary; ``sluice validate FILE`` checks a file
 and names the offending line; ``sluice schema`` prints the JSON Schema for editors.
+``sluice trigger|runs|status|cancel|retry`` talk to a running orchestrator's HTTP API with a
+bearer token (``--token``, ``$SLUICE_TOKEN``, or the token ``sluice up`` wrote to .sluice/token).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 import time
@@ -18,17 +19,25 @@ from typing import Any
 
 import httpx
 
+from services.cli.remote import (
+    DEFAULT_URL,
+    FINAL,
+    TOKEN_FILE,
+    ApiError,
+    add_remote_commands,
+    api_call,
+    open_client,
+    parse_params,
+    resolve_token,
+    resolve_url,
+    write_token,
+)
 from services.cli.report import print_destinations, print_summary
 from services.cli.stack import LocalStack, Ports, StackConfig, StackError, free_port
 from services.common.errors import SluiceError
 from services.common.spec.loading import load_pipeline_file
 from services.common.spec.model import json_schema
-
-DEFAULT_URL = "http://127.0.0.1:8080"
-
-
-def _url(ns: argparse.Namespace) -> str:
-    return str(ns.url or os.environ.get("SLUICE_URL") or DEFAULT_URL).rstrip("/")
+from services.orchestrator.auth import new_token
 
 
 def cmd_validate(ns: argparse.Namespace) -> int:
@@ -53,18 +62,23 @@ def cmd_schema(_ns: argparse.Namespace) -> int:
     return 0
 
 
-def _stack_config(ns: argparse.Namespace, pipelines_dir: Path, ports: Ports) -> StackConfig:
+def _stack_config(
+    ns: argparse.Namespace, pipelines_dir: Path, ports: Ports, token: str | None
+) -> StackConfig:
     return StackConfig(
         pipelines_dir=pipelines_dir.resolve(),
         state_url=ns.state or "sqlite:///.sluice/state.db",
         ports=ports,
         log_format="json",
+        token=token,
     )
 
 
 def cmd_up(ns: argparse.Namespace) -> int:
     ports = Ports(http=ns.port)
-    stack = LocalStack(_stack_config(ns, Path(ns.pipelines), ports))
+    token = new_token()
+    write_token(token)
+    stack = LocalStack(_stack_config(ns, Path(ns.pipelines), ports, token))
     print(
         "starting extractor, transformer, loader and orchestrator "
         f"(logs in {stack.log_path('').parent}) ..."
@@ -75,6 +89,7 @@ def cmd_up(ns: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"ready: {stack.url}  (API docs {stack.url}/docs). Ctrl-C stops the stack.")
+    print(f"operator token (also in {TOKEN_FILE}, used by the sluice commands): {token}")
     stopping = False
 
     def _stop(_sig: int, _frame: Any) -> None:
@@ -111,12 +126,14 @@ def cmd_run(ns: argparse.Namespace) -> int:
     except SluiceError as exc:
         print(f"invalid: {exc.full_message}", file=sys.stderr)
         return 2
-    url = _url(ns)
+    url = resolve_url(ns)
+    token = resolve_token(ns)
     stack: LocalStack | None = None
     if not _alive(url):
         ports = Ports.free()
         ports.http = free_port()
-        stack = LocalStack(_stack_config(ns, path.parent, ports))
+        token = new_token()
+        stack = LocalStack(_stack_config(ns, path.parent, ports, token))
         print("no stack running: starting one for this run ...")
         try:
             stack.start()
@@ -125,32 +142,32 @@ def cmd_run(ns: argparse.Namespace) -> int:
             return 1
         url = stack.url
     try:
-        return _trigger_and_follow(url, pipeline.name, ns, pipeline)
+        return _trigger_and_follow(url, token, pipeline.name, ns)
+    except ApiError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     finally:
         if stack is not None:
             stack.stop()
             print_destinations(pipeline)
 
 
-def _trigger_and_follow(url: str, name: str, ns: argparse.Namespace, pipeline: Any) -> int:
-    params = dict(p.split("=", 1) for p in ns.param or [])
-    with httpx.Client(base_url=url, timeout=30) as client:
-        reply = client.post(f"/api/v1/pipelines/{name}/runs", json={"params": params})
-        if reply.status_code >= 400:
-            print(f"error: {reply.json().get('detail', reply.text)}", file=sys.stderr)
-            return 1
-        run_id = reply.json()["run_id"]
+def _trigger_and_follow(url: str, token: str | None, name: str, ns: argparse.Namespace) -> int:
+    params = parse_params(ns.param)
+    with open_client(url, token) as client:
+        reply = api_call(client, "POST", f"/api/v1/pipelines/{name}/runs", json={"params": params})
+        run_id = reply["run_id"]
         print(f"run {run_id} of pipeline {name!r} queued")
         seen: set[tuple[str, str]] = set()
         while True:
-            run = client.get(f"/api/v1/runs/{run_id}").json()
+            run = api_call(client, "GET", f"/api/v1/runs/{run_id}")
             for task in run["tasks"]:
                 for unit in task.get("units", []):
                     key = (task["task_id"], unit["unit"] + str(unit["attempt"]))
                     if key not in seen:
                         seen.add(key)
                         _print_unit(task["task_id"], unit)
-            if run["status"] in ("succeeded", "failed", "cancelled"):
+            if run["status"] in FINAL:
                 break
             time.sleep(0.3)
     print_summary(run)
@@ -186,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--url", help=f"orchestrator URL (default $SLUICE_URL or {DEFAULT_URL})")
     run.add_argument("--state", help="state DB URL for a temporary stack")
     run.add_argument("--param", action="append", help="run parameter k=v (repeatable)")
+    run.add_argument("--token", help="API token (default $SLUICE_TOKEN or .sluice/token)")
     run.set_defaults(func=cmd_run)
 
     validate = sub.add_parser("validate", help="check pipeline files; errors name the line")
@@ -194,12 +212,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     schema = sub.add_parser("schema", help="print the pipeline JSON Schema")
     schema.set_defaults(func=cmd_schema)
+    add_remote_commands(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
-    result: int = ns.func(ns)
+    try:
+        result: int = ns.func(ns)
+    except ApiError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return result
 
 

@@ -7,6 +7,8 @@ integration tests, so all of them exercise the same processes a user runs.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import signal
 import socket
@@ -56,6 +58,9 @@ class StackConfig:
     log_format: str = "json"
     extra_env: Mapping[str, str] = field(default_factory=dict)
     service_env: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    token: str | None = None
+    """Operator token the orchestrator accepts; None starts it with authentication explicitly
+    disabled (``SLUICE_AUTH__DISABLED=true``, loopback only, a warning in its log)."""
 
 
 class StackError(RuntimeError):
@@ -109,6 +114,7 @@ class LocalStack:
                 "SLUICE_PIPELINES__DIR": str(self.config.pipelines_dir),
                 "SLUICE_EXTRACTOR__TARGET": f"127.0.0.1:{p.extractor}",
                 "SLUICE_LOADER__TARGET": f"127.0.0.1:{p.loader}",
+                **self._auth_env(),
             },
         }
         env = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
@@ -119,6 +125,13 @@ class LocalStack:
             **self.config.extra_env,
             **self.config.service_env.get(service, {}),
         }
+
+    def _auth_env(self) -> dict[str, str]:
+        if self.config.token is None:
+            return {"SLUICE_AUTH__DISABLED": "true"}
+        digest = hashlib.sha256(self.config.token.encode()).hexdigest()
+        tokens = [{"name": "local", "sha256": digest, "role": "operator"}]
+        return {"SLUICE_AUTH__TOKENS": json.dumps(tokens)}
 
     def log_path(self, service: str) -> Path:
         return self.config.workdir / self.config.log_dir / f"{service}.log"

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
 import uvicorn
 
+from services.common.errors import SluiceError
 from services.common.logs import configure_logging
 from services.orchestrator.app import create_app
 from services.orchestrator.settings import OrchestratorSettings
@@ -12,7 +15,11 @@ from services.orchestrator.settings import OrchestratorSettings
 def main() -> None:
     settings = OrchestratorSettings()
     configure_logging("orchestrator", settings.log)
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except SluiceError as exc:
+        logging.getLogger("services.orchestrator").critical("cannot start: %s", exc.full_message)
+        raise SystemExit(2) from None
     # Single worker: the scheduler and the run executor live in this process.
     uvicorn.run(
         app,

@@ -1,13 +1,24 @@
-"""The orchestrator's FastAPI application factory."""
+"""The orchestrator's FastAPI application factory.
+
+Where to plug things in:
+
+* HTTP routes: an ``APIRouter`` module added to ``ROUTERS`` (protect it with
+  ``Depends(auth.require_viewer)`` or ``Depends(auth.require_operator)``).
+* Run and task lifecycle: append an async callable to ``runtime.executor.on_run_finished`` or
+  ``on_task_finished`` in a ``StartupHook`` added to ``STARTUP_HOOKS``.
+* Background loops: return them from a startup hook; they are cancelled at shutdown.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
+from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -15,55 +26,105 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.common.errors import SluiceError
 from services.orchestrator import api
+from services.orchestrator.auth import Authenticator
 from services.orchestrator.clients import DataPlane
 from services.orchestrator.executor import RunExecutor
 from services.orchestrator.metrics import seed_last_success
 from services.orchestrator.registry import PipelineRegistry
 from services.orchestrator.runtime import Runtime
+from services.orchestrator.scheduler import LeaseKeeper, Scheduler, default_replica_id
 from services.orchestrator.settings import OrchestratorSettings
 from services.orchestrator.state.store import Store
 
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
 
+ROUTERS: list[APIRouter] = [api.router]
+"""Routers mounted by ``create_app``."""
+
+StartupHook = Callable[[Runtime], Awaitable[list[Coroutine[Any, Any, None]]]]
+STARTUP_HOOKS: list[StartupHook] = []
+"""Called once the runtime exists; may register listeners and return background loops."""
+
 
 def problem(status: int, code: str, title: str, detail: str, **extra: object) -> JSONResponse:
     """An RFC 9457 problem document with a stable ``code``."""
     body = {"type": f"https://sluice.dev/problems/{code}", "title": title, "status": status,
             "code": code, "detail": detail, **extra}  # fmt: skip
-    return JSONResponse(body, status_code=status, media_type=PROBLEM)
+    headers = {"WWW-Authenticate": 'Bearer realm="sluice"'} if status == 401 else None
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+async def _start(settings: OrchestratorSettings) -> tuple[Runtime, list[asyncio.Task[None]]]:
+    store = Store(settings.state.url)
+    if settings.state.migrate:
+        await asyncio.to_thread(store.migrate)
+    registry = PipelineRegistry(settings.pipelines.dir)
+    registry.reload()
+    await asyncio.to_thread(seed_last_success, store, list(registry.pipelines))
+    dataplane = DataPlane(settings)
+    replica_id = settings.scheduler.replica_id or default_replica_id()
+    executor = RunExecutor(settings, store, registry, dataplane, owner=replica_id)
+    lease = LeaseKeeper(store, replica_id, settings.scheduler.lease_seconds)
+    scheduler = Scheduler(settings, store, registry, on_created=executor.wake)
+    runtime = Runtime(settings, store, registry, dataplane, executor, lease, scheduler, replica_id)
+    if await lease.renew_once() and store.is_sqlite:
+        # A SQLite state DB has one orchestrator: runs left "running" are ours from before a
+        # restart; resume them now instead of waiting for their heartbeat to go stale.
+        await executor.adopt_orphans(everyone=True)
+    loops: list[Coroutine[Any, Any, None]] = [
+        lease.run(),
+        executor.dispatch_loop(lease.is_leader),
+    ]
+    if settings.scheduler.enabled:
+        loops.append(scheduler.loop(lease.is_leader))
+    for hook in STARTUP_HOOKS:
+        loops += await hook(runtime)
+    tasks = [asyncio.create_task(loop) for loop in loops]
+    executor.wake()
+    return runtime, tasks
 
 
 def create_app(settings: OrchestratorSettings) -> FastAPI:
-    """Build the app; the lifespan opens the state DB, loads pipelines and resumes runs."""
+    """Build the app; the lifespan migrates the state DB, loads pipelines, starts the loops.
+
+    Raises:
+        AuthConfigError: no token is configured and authentication is not explicitly disabled.
+    """
+    authenticator = Authenticator(settings.auth)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = Store(settings.state.url)
-        await asyncio.to_thread(store.create_schema)
-        registry = PipelineRegistry(settings.pipelines.dir)
-        registry.reload()
-        await asyncio.to_thread(seed_last_success, store, list(registry.pipelines))
-        dataplane = DataPlane(settings)
-        executor = RunExecutor(settings, store, registry, dataplane)
-        app.state.runtime = Runtime(settings, store, registry, dataplane, executor)
-        for run_id in await asyncio.to_thread(store.unfinished_runs):
-            log.info("resuming run %s left unfinished by a previous process", run_id)
-            executor.submit(run_id)
+        runtime, tasks = await _start(settings)
+        app.state.runtime = runtime
+        log.info("orchestrator %s started", runtime.replica_id)
         try:
             yield
         finally:
-            await executor.shutdown()
-            await dataplane.close()
-            store.engine.dispose()
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            await runtime.executor.shutdown()
+            await runtime.lease.release()
+            await runtime.dataplane.close()
+            runtime.store.engine.dispose()
 
     app = FastAPI(
         title="Sluice orchestrator",
         version="0.1.0",
-        description="Pipelines, triggers, runs. Errors are application/problem+json with a code.",
+        description=(
+            "Pipelines, triggers, runs. Authenticate with `Authorization: Bearer <token>` "
+            "(role viewer reads, operator also triggers, cancels and retries). Errors are "
+            "application/problem+json with a stable `code`."
+        ),
         lifespan=lifespan,
     )
-    app.include_router(api.router)
+    app.state.authenticator = authenticator
+    app.state.settings = settings
+    for router in ROUTERS:
+        app.include_router(router)
 
     @app.exception_handler(SluiceError)
     async def _sluice_error(_request: Request, exc: SluiceError) -> JSONResponse:
@@ -102,7 +163,8 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
             checks["state_db"] = False
         checks.update(await runtime.dataplane.healthy())
         ready = all(checks.values())
-        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+        body = {"ready": ready, "checks": checks, "leader": runtime.lease.is_leader()}
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

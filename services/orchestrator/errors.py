@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.common.errors import Conflict, NotFound, SpecError
+from services.common.errors import Conflict, NotFound, SpecError, Terminal
 
 
 class PipelineNotFound(NotFound):
@@ -13,4 +13,11 @@ class RunNotFound(NotFound):
     code = "run_not_found"
 
 
-__all__ = ["Conflict", "PipelineNotFound", "RunNotFound", "SpecError"]
+class TooManyQueuedRuns(Terminal):
+    """A pipeline has reached its cap of queued runs; the client should try again later."""
+
+    code = "too_many_queued_runs"
+    http_status = 429
+
+
+__all__ = ["Conflict", "PipelineNotFound", "RunNotFound", "SpecError", "TooManyQueuedRuns"]

@@ -1,5 +1,13 @@
 """Executes runs: tasks in DAG order, units fanned out to the loaders with bounded concurrency.
 
+Only the replica holding the scheduler lease executes runs. Its dispatch loop claims queued runs
+(respecting each pipeline's ``max_active_runs`` and the global cap), heartbeats the runs it owns,
+and adopts runs whose owner stopped heartbeating (a crashed or evicted orchestrator), so no run
+stays "running" forever. A cancel request made on any replica is a flag in the state DB that the
+owner picks up within one heartbeat and turns into asyncio cancellation, which cancels the
+in-flight gRPC calls. On shutdown the runs in progress are put back in the queue for the next
+lease holder.
+
 The orchestrator moves no data. For an ``etl`` task it asks an extractor for the units, asks the
 loader which are already loaded, and calls ``Load`` once per remaining unit; the loader pulls the
 unit through the transformer and commits it with its ledger row. A retried task therefore only
@@ -14,7 +22,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -33,6 +41,10 @@ from services.orchestrator.state.store import Store, utcnow
 
 log = logging.getLogger(__name__)
 AnyTask = EtlTask | SqlTask | JobTask
+RunListener = Callable[[dict[str, Any]], Awaitable[None]]
+"""Called with the run (as ``GET /api/v1/runs/{id}`` shows it) after it reached a final state."""
+TaskListener = Callable[[dict[str, Any], str], Awaitable[None]]
+"""Called with the run and the task id after a task reached a final state."""
 
 
 class TaskFailed(Exception):
@@ -49,33 +61,130 @@ class RunExecutor:
         registry: PipelineRegistry,
         dataplane: DataPlane,
         sleep: Callable[[float], Any] = asyncio.sleep,
+        owner: str = "local",
     ) -> None:
         self.settings = settings
         self.store = store
         self.registry = registry
         self.dataplane = dataplane
         self.sleep = sleep
+        self.owner = owner
         self.unit_slots = asyncio.Semaphore(settings.execution.max_units_in_flight)
         self.active: dict[str, asyncio.Task[None]] = {}
+        self.on_run_finished: list[RunListener] = []
+        """Lifecycle hooks (alerts, event bookkeeping); failures are logged, never fatal."""
+        self.on_task_finished: list[TaskListener] = []
+        """Lifecycle hooks per task."""
+        self._cancel_requested: set[str] = set()
+        self._wakeup = asyncio.Event()
+        self._stopping = False
+
+    # dispatch -------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Look for queued runs now (a trigger just queued one)."""
+        self._wakeup.set()
+
+    async def dispatch_once(self) -> list[str]:
+        """Claim as many queued runs as the caps allow and start them."""
+        if self._stopping:
+            return []
+        free = self.settings.execution.max_active_runs - len(self.active)
+        if free <= 0:
+            return []
+        queued = await asyncio.to_thread(self.store.queued_runs, free * 4 + 16)
+        if not queued:
+            return []
+        running = await asyncio.to_thread(self.store.running_counts)
+        started = []
+        for run_id, pipeline_name in queued:
+            if len(self.active) >= self.settings.execution.max_active_runs:
+                break
+            pipeline = self.registry.pipelines.get(pipeline_name)
+            limit = pipeline.max_active_runs if pipeline else 1
+            if running.get(pipeline_name, 0) >= limit:
+                continue
+            if await asyncio.to_thread(self.store.claim_run, run_id, self.owner):
+                running[pipeline_name] = running.get(pipeline_name, 0) + 1
+                self.submit(run_id)
+                started.append(run_id)
+        return started
+
+    async def adopt_orphans(self, *, everyone: bool = False) -> list[str]:
+        """Take over runs whose owner stopped heartbeating, and resume them."""
+        adopted = await asyncio.to_thread(
+            self.store.adopt_orphans,
+            self.owner,
+            self.settings.execution.heartbeat_timeout_seconds,
+            everyone=everyone,
+        )
+        for run_id in adopted:
+            if run_id not in self.active:
+                log.warning("adopting run %s: its orchestrator stopped heartbeating", run_id)
+                self.submit(run_id)
+        return adopted
+
+    async def heartbeat_once(self) -> None:
+        """Refresh our runs' heartbeats and act on cancel requests made on other replicas."""
+        requested = await asyncio.to_thread(self.store.heartbeat, self.owner, list(self.active))
+        for run_id in requested:
+            task = self.active.get(run_id)
+            if task is not None and run_id not in self._cancel_requested:
+                log.info("cancel requested for run %s", run_id)
+                self._cancel_requested.add(run_id)
+                task.cancel()
+
+    async def dispatch_loop(self, is_leader: Callable[[], bool]) -> None:
+        """While this replica holds the lease: start queued runs, adopt orphans, heartbeat."""
+        poll = self.settings.execution.poll_seconds
+        beat_every = self.settings.execution.heartbeat_seconds
+        last_beat = last_adopt = 0.0
+        while not self._stopping:
+            try:
+                now = time.monotonic()
+                if now - last_beat >= beat_every:
+                    last_beat = now
+                    await self.heartbeat_once()
+                if is_leader():
+                    if now - last_adopt >= beat_every:
+                        last_adopt = now
+                        await self.adopt_orphans()
+                    await self.dispatch_once()
+            except Exception:
+                metrics.STATE_DB_ERRORS.inc()
+                log.exception("dispatch loop iteration failed; retrying")
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), poll)
 
     def submit(self, run_id: str) -> None:
-        """Start executing a queued run in the background."""
+        """Execute a run we own in the background."""
         if run_id in self.active:
             return
         task = asyncio.create_task(self._execute(run_id), name=f"run-{run_id}")
         self.active[run_id] = task
-        task.add_done_callback(lambda _t: self.active.pop(run_id, None))
+        task.add_done_callback(lambda _t: self._forget(run_id))
+
+    def _forget(self, run_id: str) -> None:
+        self.active.pop(run_id, None)
+        self._cancel_requested.discard(run_id)
+        self.wake()  # a slot is free: maybe a queued run of the same pipeline can start
 
     async def cancel(self, run_id: str) -> bool:
+        """Cancel a run executing in this process; False when it is not ours."""
         task = self.active.get(run_id)
         if task is None:
             return False
+        self._cancel_requested.add(run_id)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
         return True
 
     async def shutdown(self) -> None:
+        """Stop; runs in progress go back to the queue for the next lease holder."""
+        self._stopping = True
+        self._wakeup.set()
         for task in list(self.active.values()):
             task.cancel()
         await asyncio.gather(*self.active.values(), return_exceptions=True)
@@ -106,10 +215,15 @@ class RunExecutor:
                 await asyncio.to_thread(self.store.set_run_status, run_id, status, error)
                 log.info("run %s", status)
             except asyncio.CancelledError:
-                status = "cancelled"
-                await asyncio.to_thread(self._mark_cancelled, run_id)
-                log.info("run cancelled")
-                raise
+                if run_id in self._cancel_requested:
+                    status = "cancelled"
+                    await asyncio.to_thread(self._mark_cancelled, run_id)
+                    log.info("run cancelled")
+                else:
+                    status = "requeued"
+                    await asyncio.to_thread(self.store.requeue_run, run_id)
+                    log.info("orchestrator stopping: run put back in the queue")
+                    raise
             except SluiceError as exc:
                 await asyncio.to_thread(
                     self.store.set_run_status, run_id, "failed", exc.full_message
@@ -122,10 +236,33 @@ class RunExecutor:
                 )
             finally:
                 metrics.ACTIVE_RUNS.labels(pipeline_name).dec()
-                metrics.RUNS.labels(pipeline_name, status).inc()
-                metrics.RUN_SECONDS.labels(pipeline_name).observe(time.monotonic() - started)
+                if status != "requeued":
+                    metrics.RUNS.labels(pipeline_name, status).inc()
+                    metrics.RUN_SECONDS.labels(pipeline_name).observe(time.monotonic() - started)
                 if status == "succeeded":
                     metrics.LAST_SUCCESS.labels(pipeline_name).set(time.time())
+            if status != "requeued":
+                await self._notify_run_finished(run_id)
+
+    async def _notify_run_finished(self, run_id: str) -> None:
+        if not self.on_run_finished:
+            return
+        run = await asyncio.to_thread(self.store.get_run, run_id)
+        for listener in self.on_run_finished:
+            try:
+                await listener(run)
+            except Exception:
+                log.exception("run-finished hook %r failed", listener)
+
+    async def _notify_task_finished(self, run_id: str, task_id: str) -> None:
+        if not self.on_task_finished:
+            return
+        run = await asyncio.to_thread(self.store.get_run, run_id)
+        for listener in self.on_task_finished:
+            try:
+                await listener(run, task_id)
+            except Exception:
+                log.exception("task-finished hook %r failed", listener)
 
     def _mark_cancelled(self, run_id: str) -> None:
         run = self.store.get_run(run_id)
@@ -135,39 +272,53 @@ class RunExecutor:
         self.store.set_run_status(run_id, "cancelled", "cancelled by request")
 
     async def _run_dag(self, run: dict[str, Any], pipeline: Pipeline) -> tuple[str, str | None]:
+        """Start every task whose dependencies succeeded, in parallel; skip downstream of failures.
+
+        Tasks that already succeeded (a retried or adopted run) are not run again.
+        """
         states = {t["task_id"]: t["status"] for t in run["tasks"]}
         pending = {t.id for t in pipeline.tasks if states.get(t.id) != "succeeded"}
         running: dict[str, asyncio.Task[bool]] = {}
         errors: list[str] = []
-        while pending or running:
-            for task in pipeline.tasks:
-                if task.id not in pending:
-                    continue
-                deps = [states.get(d) for d in task.depends_on]
-                if any(d in ("failed", "skipped", "cancelled") for d in deps):
-                    pending.discard(task.id)
-                    states[task.id] = "skipped"
-                    await asyncio.to_thread(
-                        self.store.set_task_status,
-                        run["run_id"],
-                        task.id,
-                        "skipped",
-                        error="an upstream task did not succeed",
-                    )
-                elif all(d == "succeeded" for d in deps):
-                    pending.discard(task.id)
-                    states[task.id] = "running"
-                    running[task.id] = asyncio.create_task(self._run_task(run, pipeline, task))
-            if not running:
-                break
-            done, _ = await asyncio.wait(running.values(), return_when=asyncio.FIRST_COMPLETED)
-            for task_id, fut in list(running.items()):
-                if fut in done:
-                    del running[task_id]
-                    ok = fut.result()
-                    states[task_id] = "succeeded" if ok else "failed"
-                    if not ok:
-                        errors.append(task_id)
+        try:
+            while pending or running:
+                for task in pipeline.tasks:
+                    if task.id not in pending:
+                        continue
+                    deps = [states.get(d) for d in task.depends_on]
+                    if any(d in ("failed", "skipped", "cancelled") for d in deps):
+                        pending.discard(task.id)
+                        states[task.id] = "skipped"
+                        await asyncio.to_thread(
+                            self.store.set_task_status,
+                            run["run_id"],
+                            task.id,
+                            "skipped",
+                            error="an upstream task did not succeed",
+                        )
+                    elif all(d == "succeeded" for d in deps):
+                        pending.discard(task.id)
+                        states[task.id] = "running"
+                        running[task.id] = asyncio.create_task(
+                            self._run_task(run, pipeline, task), name=f"task-{task.id}"
+                        )
+                if not running:
+                    break
+                done, _ = await asyncio.wait(running.values(), return_when=asyncio.FIRST_COMPLETED)
+                for task_id, fut in list(running.items()):
+                    if fut in done:
+                        del running[task_id]
+                        ok = fut.result()
+                        states[task_id] = "succeeded" if ok else "failed"
+                        if not ok:
+                            errors.append(task_id)
+                        await self._notify_task_finished(run["run_id"], task_id)
+        finally:
+            # Cancellation of the run reaches every task in flight (and their gRPC calls).
+            for fut in running.values():
+                fut.cancel()
+            if running:
+                await asyncio.gather(*running.values(), return_exceptions=True)
         if errors:
             return "failed", f"task(s) failed: {', '.join(errors)}"
         return "succeeded", None
@@ -215,9 +366,21 @@ class RunExecutor:
                 )
                 if last:
                     return False
-                delay = self.settings.execution.unit_retry_backoff_seconds * 2 ** (attempt - 1)
-                await self.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter
+                await self.sleep(self.retry_delay(pipeline, attempt))
         return False
+
+    def retry_delay(self, pipeline: Pipeline, attempt: int) -> float:
+        """Exponential backoff with jitter: base * 2^(attempt-1), times 0.5-1.5, capped.
+
+        The jitter spreads retries of many runs failing together (a database restart) so they
+        do not hit the recovering service in one burst.
+        """
+        base = pipeline.retry_delay_seconds
+        if base is None:
+            base = self.settings.execution.unit_retry_backoff_seconds
+        delay = min(base * 2 ** (attempt - 1), self.settings.execution.max_retry_delay_seconds)
+        jittered = delay * (0.5 + random.random())  # noqa: S311 - jitter, not cryptography
+        return float(min(jittered, self.settings.execution.max_retry_delay_seconds))
 
     async def _dispatch(
         self, run_id: str, pipeline: Pipeline, task: AnyTask, ctx: dict[str, Any], attempt: int

@@ -114,3 +114,21 @@ def seed_last_success(store: Store, pipelines: Iterable[str]) -> None:
         finished = runs[0].get("finished_at") if runs else None
         if finished:
             LAST_SUCCESS.labels(name).set(datetime.fromisoformat(finished).timestamp())
+
+
+SCHEDULE_LAG = Gauge(
+    "sluice_schedule_lag_seconds",
+    "How far behind its schedule a pipeline is: age of the oldest due fire time not yet turned "
+    "into a run (0 when up to date).",
+    ["pipeline"],
+)
+SCHEDULE_DELAY = Histogram(
+    "sluice_schedule_delay_seconds",
+    "Delay from a schedule's fire time to the creation of its run.",
+    ["pipeline"],
+    buckets=LATENCY_BUCKETS,
+)
+LEADER = Gauge(
+    "sluice_scheduler_leader",
+    "1 while this orchestrator replica holds the scheduler lease (schedules and executes runs).",
+)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from services.orchestrator.clients import DataPlane
 from services.orchestrator.executor import RunExecutor
 from services.orchestrator.registry import PipelineRegistry
+from services.orchestrator.scheduler import LeaseKeeper, Scheduler
 from services.orchestrator.settings import OrchestratorSettings
 from services.orchestrator.state.store import Store
 
@@ -18,3 +19,6 @@ class Runtime:
     registry: PipelineRegistry
     dataplane: DataPlane
     executor: RunExecutor
+    lease: LeaseKeeper
+    scheduler: Scheduler
+    replica_id: str

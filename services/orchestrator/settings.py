@@ -1,4 +1,7 @@
-"""Orchestrator settings (env ``SLUICE_<SECTION>__<KEY>``)."""
+"""Orchestrator settings (env ``SLUICE_<SECTION>__<KEY>``).
+
+The names below are read by the Helm chart; keep them stable.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +18,8 @@ from services.common.settings import (
     service_settings_config,
 )
 
+Role = Literal["viewer", "operator"]
+
 
 class HttpSettings(Section):
     host: str = "0.0.0.0"
@@ -25,7 +30,10 @@ class HttpSettings(Section):
 
 class StateSettings(Section):
     url: str = "sqlite:///.sluice/state.db"
-    """SQLAlchemy URL of the run-state database (SQLite locally, PostgreSQL in a cluster)."""
+    """SQLAlchemy URL of the run-state database (SQLite locally, PostgreSQL in a cluster, e.g.
+    ``postgresql+psycopg://sluice:${PASSWORD}@db/sluice``). Migrations run at every start."""
+    migrate: bool = True
+    """Apply the schema migrations at start (serialised across replicas by a database lock)."""
 
 
 class PipelineSettings(Section):
@@ -37,7 +45,57 @@ class ExecutionSettings(Section):
     max_units_in_flight: int = Field(default=4, ge=1)
     """Units loaded at the same time across all runs (bounded fan-out to the loaders)."""
     unit_retry_backoff_seconds: float = Field(default=1.0, ge=0)
-    """First delay before retrying a task; doubled per attempt, with jitter."""
+    """First delay before retrying a task when the pipeline sets no ``retry_delay_seconds``;
+    doubled per attempt, with jitter."""
+    max_retry_delay_seconds: float = Field(default=600.0, ge=0)
+    """Upper bound of one retry delay, whatever the attempt number."""
+    max_active_runs: int = Field(default=16, ge=1)
+    """Runs executing at the same time in this orchestrator, all pipelines together."""
+    max_queued_runs: int = Field(default=50, ge=1)
+    """Queued runs allowed per pipeline; further triggers answer 429 and the scheduler waits."""
+    poll_seconds: float = Field(default=0.5, gt=0)
+    """How often the lease holder looks for queued runs created by other replicas."""
+    heartbeat_seconds: float = Field(default=5.0, gt=0)
+    """How often a running run's heartbeat is written to the state DB."""
+    heartbeat_timeout_seconds: float = Field(default=60.0, gt=0)
+    """A running run whose heartbeat is older than this was orphaned (its orchestrator died):
+    the lease holder takes it over and retries its unfinished tasks."""
+
+
+class SchedulerSettings(Section):
+    enabled: bool = True
+    """Run the cron scheduler (only the lease holder actually schedules)."""
+    tick_seconds: float = Field(default=1.0, gt=0)
+    """How often due schedules are checked."""
+    misfire_grace_seconds: float = Field(default=300.0, ge=0)
+    """With ``catchup: none``, a fire time missed by less than this still runs (the scheduler
+    was briefly down or busy); older missed times are skipped."""
+    lease_seconds: float = Field(default=15.0, gt=0)
+    """Lifetime of the scheduler lease; the holder renews it every third of that. A replica that
+    dies loses the lease after this long and another replica takes over."""
+    replica_id: str | None = None
+    """Name of this replica in the lease table (default: host name and process id)."""
+
+
+class TokenEntry(Section):
+    name: str
+    """Who the token belongs to (appears in logs, never the token)."""
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    """Hex SHA-256 of the token (``printf %s "$TOKEN" | sha256sum``); the token itself is never
+    stored."""
+    role: Role = "viewer"
+    """``viewer`` reads; ``operator`` also triggers, cancels and retries."""
+
+
+class AuthSettings(Section):
+    disabled: bool = False
+    """Serve the API without authentication. Required, explicitly, when no token is configured;
+    a warning is logged at start."""
+    tokens: list[TokenEntry] = []
+    """Bearer tokens as JSON, e.g. ``[{"name": "ci", "sha256": "…", "role": "operator"}]``."""
+    tokens_file: Path | None = None
+    """A file (a mounted Secret) with more tokens: one ``name:role:sha256`` per line or the same
+    JSON list as ``tokens``."""
 
 
 class JobSettings(Section):
@@ -86,7 +144,11 @@ class OrchestratorSettings(ServiceSettings):
     pipelines: PipelineSettings = PipelineSettings()
     """Where pipeline definitions are read from."""
     execution: ExecutionSettings = ExecutionSettings()
-    """Fan-out and retries."""
+    """Fan-out, retries, concurrency and heartbeats."""
+    scheduler: SchedulerSettings = SchedulerSettings()
+    """Cron scheduler and the lease that elects one scheduling replica."""
+    auth: AuthSettings = AuthSettings()
+    """Bearer-token authentication of the HTTP API."""
     loader: UpstreamSettings = UpstreamSettings(target="127.0.0.1:50053")
     """Loader service (Load, Status, Execute)."""
     extractor: UpstreamSettings = UpstreamSettings(target="127.0.0.1:50051")

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -15,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -32,6 +34,7 @@ class Run(Base):
         UniqueConstraint("pipeline", "idempotency_key", name="uq_runs_idempotency"),
         Index("ix_runs_pipeline_created", "pipeline", "created_at"),
         Index("ix_runs_status", "status"),
+        Index("ix_runs_pipeline_trigger", "pipeline", "trigger", "logical_date"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -45,6 +48,12 @@ class Run(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    """Replica executing the run (set when it is claimed, cleared never: history)."""
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    """Written periodically by the owner; a stale heartbeat means the owner died."""
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """Set by any replica's API; the owner cancels the in-flight work when it sees it."""
 
     tasks: Mapped[list[TaskRun]] = relationship(
         back_populates="run", cascade="all, delete-orphan", order_by="TaskRun.id"
@@ -92,3 +101,13 @@ class UnitRun(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     task_run: Mapped[TaskRun] = relationship(back_populates="units")
+
+
+class Lease(Base):
+    """A named lease with an expiry: the holder of ``scheduler`` schedules and executes runs."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

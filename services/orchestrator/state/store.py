@@ -6,17 +6,25 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, select, text
+from sqlalchemy import Engine, create_engine, event, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from services.orchestrator import metrics
-from services.orchestrator.errors import RunNotFound
-from services.orchestrator.state.models import FINAL_STATUSES, Base, Run, TaskRun, UnitRun
+from services.orchestrator.errors import Conflict, RunNotFound, TooManyQueuedRuns
+from services.orchestrator.state.migrate import migrate
+from services.orchestrator.state.models import (
+    FINAL_STATUSES,
+    Base,
+    Lease,
+    Run,
+    TaskRun,
+    UnitRun,
+)
 
 
 def utcnow() -> datetime:
@@ -36,8 +44,16 @@ class NewRun:
     created: bool
 
 
+def engine_url(url: str) -> str:
+    """``postgresql://`` means psycopg 3 here (the only PostgreSQL driver installed)."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
 class Store:
     def __init__(self, url: str) -> None:
+        url = engine_url(url)
         if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.engine: Engine = create_engine(url, pool_pre_ping=True)
@@ -46,7 +62,16 @@ class Store:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    def migrate(self) -> None:
+        """Apply the alembic migrations (serialised across replicas)."""
+        migrate(self.engine)
+
     def create_schema(self) -> None:
+        """Create the tables without migrations (throw-away databases in unit tests)."""
         Base.metadata.create_all(self.engine)
 
     def ping(self) -> None:
@@ -69,12 +94,24 @@ class Store:
         params: dict[str, Any],
         tasks: Sequence[tuple[str, str]],
         idempotency_key: str | None = None,
+        max_queued: int | None = None,
     ) -> NewRun:
-        """Create a queued run with its task runs; an existing idempotency key returns that run."""
+        """Create a queued run with its task runs; an existing idempotency key returns that run.
+
+        Raises:
+            TooManyQueuedRuns: the pipeline already has ``max_queued`` runs waiting.
+        """
         if idempotency_key:
             existing = self._by_idempotency(pipeline, idempotency_key)
             if existing:
                 return NewRun(existing, created=False)
+        if max_queued is not None:
+            queued = self.count_runs(pipeline, ("queued",))
+            if queued >= max_queued:
+                raise TooManyQueuedRuns(
+                    f"pipeline {pipeline!r} already has {queued} queued runs "
+                    f"(limit SLUICE_EXECUTION__MAX_QUEUED_RUNS={max_queued})"
+                )
         now = utcnow()
         run = Run(
             id=uuid.uuid4().hex,
@@ -135,6 +172,23 @@ class Store:
             ).all()
             return [run_to_dict(r, with_units=False) for r in runs]
 
+    def count_runs(self, pipeline: str | None, statuses: Sequence[str]) -> int:
+        query = select(func.count()).select_from(Run).where(Run.status.in_(list(statuses)))
+        if pipeline is not None:
+            query = query.where(Run.pipeline == pipeline)
+        with self.session() as session:
+            return int(session.scalar(query) or 0)
+
+    def last_scheduled(self, pipeline: str) -> datetime | None:
+        """Logical date of the newest scheduled run of a pipeline."""
+        with self.session() as session:
+            value = session.scalar(
+                select(func.max(Run.logical_date)).where(
+                    Run.pipeline == pipeline, Run.trigger == "schedule"
+                )
+            )
+        return _aware(value)
+
     def last_run(self, pipeline: str) -> dict[str, Any] | None:
         runs = self.list_runs(pipeline=pipeline, limit=1)
         return runs[0] if runs else None
@@ -157,6 +211,175 @@ class Store:
             return list(
                 session.scalars(select(Run.id).where(Run.status.in_(["queued", "running"])))
             )
+
+    # execution ownership ------------------------------------------------------------------
+
+    def queued_runs(self, limit: int) -> list[tuple[str, str]]:
+        """``(run_id, pipeline)`` of the oldest queued runs."""
+        with self.session() as session:
+            rows = session.execute(
+                select(Run.id, Run.pipeline)
+                .where(Run.status == "queued")
+                .order_by(Run.created_at, Run.id)
+                .limit(limit)
+            ).all()
+        return [(r[0], r[1]) for r in rows]
+
+    def running_counts(self) -> dict[str, int]:
+        """Runs in state running, per pipeline."""
+        with self.session() as session:
+            rows = session.execute(
+                select(Run.pipeline, func.count())
+                .where(Run.status == "running")
+                .group_by(Run.pipeline)
+            ).all()
+        return {r[0]: int(r[1]) for r in rows}
+
+    def claim_run(self, run_id: str, owner: str) -> bool:
+        """Move a queued run to running, owned by ``owner``; False when someone else won."""
+        now = utcnow()
+        with self.session() as session:
+            result = session.execute(
+                update(Run)
+                .where(Run.id == run_id, Run.status == "queued")
+                .values(status="running", owner=owner, heartbeat_at=now, started_at=now)
+            )
+            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    def adopt_orphans(self, owner: str, stale_after: float, *, everyone: bool = False) -> list[str]:
+        """Take over running runs whose owner stopped heartbeating (or all, ``everyone``)."""
+        now = utcnow()
+        limit = now - timedelta(seconds=stale_after)
+        adopted = []
+        with self.session() as session:
+            candidates = session.execute(
+                select(Run.id, Run.heartbeat_at).where(Run.status == "running")
+            ).all()
+        for run_id, beat in candidates:
+            beat = _aware(beat)
+            if not everyone and beat is not None and beat >= limit:
+                continue
+            with self.session() as session:
+                condition = Run.heartbeat_at.is_(None) if beat is None else Run.heartbeat_at == beat
+                result = session.execute(
+                    update(Run)
+                    .where(Run.id == run_id, Run.status == "running", condition)
+                    .values(owner=owner, heartbeat_at=now)
+                )
+                if result.rowcount == 1:  # type: ignore[attr-defined]
+                    adopted.append(run_id)
+        return adopted
+
+    def heartbeat(self, owner: str, run_ids: Sequence[str]) -> set[str]:
+        """Refresh the heartbeat of our runs; returns those whose cancellation was requested."""
+        if not run_ids:
+            return set()
+        with self.session() as session:
+            session.execute(
+                update(Run)
+                .where(Run.id.in_(list(run_ids)), Run.owner == owner, Run.status == "running")
+                .values(heartbeat_at=utcnow())
+            )
+            return set(
+                session.scalars(
+                    select(Run.id).where(Run.id.in_(list(run_ids)), Run.cancel_requested)
+                )
+            )
+
+    def request_cancel(self, run_id: str) -> str:
+        """Cancel a queued run at once, or flag a running one for its owner.
+
+        Returns the status after the request (``cancelled`` or ``running``).
+        """
+        now = utcnow()
+        with self.session() as session:
+            run = session.get(Run, run_id)
+            if run is None:
+                raise RunNotFound(f"no run with id {run_id!r}")
+            if run.status in FINAL_STATUSES:
+                raise Conflict(f"run {run_id} already ended with status {run.status}")
+            run.cancel_requested = True
+            if run.status == "queued":
+                run.status = "cancelled"
+                run.finished_at = now
+                run.error = "cancelled by request"
+                for task in run.tasks:
+                    if task.status not in FINAL_STATUSES:
+                        task.status = "cancelled"
+                        task.finished_at = now
+            return run.status
+
+    def requeue_run(self, run_id: str) -> None:
+        """Give a run back to the queue (its owner is shutting down); finished tasks are kept."""
+        with self.session() as session:
+            run = session.get(Run, run_id)
+            if run is None or run.status in FINAL_STATUSES:
+                return
+            run.status = "queued"
+            run.owner = None
+            for task in run.tasks:
+                if task.status == "running":
+                    task.status = "queued"
+
+    def retry_run(self, run_id: str) -> dict[str, Any]:
+        """Queue a failed or cancelled run again; tasks that succeeded are kept."""
+        with self.session() as session:
+            run = session.get(Run, run_id)
+            if run is None:
+                raise RunNotFound(f"no run with id {run_id!r}")
+            if run.status not in ("failed", "cancelled"):
+                raise Conflict(f"run {run_id} is {run.status}; only failed or cancelled runs retry")
+            run.status = "queued"
+            run.cancel_requested = False
+            run.finished_at = None
+            run.error = None
+            run.owner = None
+            for task in run.tasks:
+                if task.status != "succeeded":
+                    task.status = "queued"
+                    task.error = None
+                    task.finished_at = None
+        return self.get_run(run_id)
+
+    # scheduler lease ----------------------------------------------------------------------
+
+    def acquire_lease(self, name: str, holder: str, ttl_seconds: float) -> bool:
+        """Take or renew a lease; True while ``holder`` holds it.
+
+        One conditional UPDATE (free, expired or already ours) or one INSERT, so two replicas
+        can never both succeed: the database serialises the row.
+        """
+        now = utcnow()
+        expires = now + timedelta(seconds=ttl_seconds)
+        with self.session() as session:
+            result = session.execute(
+                update(Lease)
+                .where(Lease.name == name, (Lease.holder == holder) | (Lease.expires_at < now))
+                .values(holder=holder, expires_at=expires)
+            )
+            if result.rowcount == 1:  # type: ignore[attr-defined]
+                return True
+        try:
+            with self.session() as session:
+                session.execute(insert(Lease).values(name=name, holder=holder, expires_at=expires))
+        except IntegrityError:
+            return False
+        return True
+
+    def release_lease(self, name: str, holder: str) -> None:
+        with self.session() as session:
+            session.execute(
+                update(Lease)
+                .where(Lease.name == name, Lease.holder == holder)
+                .values(expires_at=utcnow() - timedelta(seconds=1))
+            )
+
+    def lease_holder(self, name: str) -> str | None:
+        with self.session() as session:
+            lease = session.get(Lease, name)
+            if lease is None or _aware(lease.expires_at) < utcnow():  # type: ignore[operator]
+                return None
+            return lease.holder
 
     # tasks and units --------------------------------------------------------------------
 
@@ -256,6 +479,7 @@ def run_to_dict(run: Run, *, with_units: bool) -> dict[str, Any]:
         "finished_at": _iso(finished),
         "duration_seconds": (finished - started).total_seconds() if started and finished else None,
         "error": run.error,
+        "cancel_requested": run.cancel_requested,
         "tasks": tasks,
     }
     if with_units:

@@ -1,0 +1,177 @@
+"""The lease that elects one active replica, and the cron scheduler it runs.
+
+Several orchestrator replicas share the state DB. All of them serve the API; only the holder of
+the ``scheduler`` lease (a row with an expiry, renewed every third of its lifetime) creates
+scheduled runs and executes queued runs. A replica that dies stops renewing; another one takes
+the lease once it has expired and adopts the dead replica's runs (see ``executor``).
+
+Scheduled runs carry the idempotency key ``schedule:<fire time>``, so even two replicas briefly
+believing they lead (clock skew across hosts) create each scheduled run once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from services.common.spec.model import Pipeline
+from services.orchestrator import metrics
+from services.orchestrator.errors import TooManyQueuedRuns
+from services.orchestrator.registry import PipelineRegistry
+from services.orchestrator.schedule import fire_times_between
+from services.orchestrator.settings import OrchestratorSettings
+from services.orchestrator.state.store import Store
+
+log = logging.getLogger(__name__)
+LEASE_NAME = "scheduler"
+
+
+def default_replica_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class LeaseKeeper:
+    """Takes and renews the scheduler lease; ``is_leader`` answers from the last renewal."""
+
+    def __init__(self, store: Store, holder: str, ttl_seconds: float) -> None:
+        self.store = store
+        self.holder = holder
+        self.ttl = ttl_seconds
+        self._valid_until = 0.0
+        self.changed = asyncio.Event()
+
+    def is_leader(self) -> bool:
+        # Stop acting a safety margin before the lease could expire in the database.
+        loop = asyncio.get_running_loop()
+        return loop.time() < self._valid_until
+
+    async def renew_once(self) -> bool:
+        loop = asyncio.get_running_loop()
+        before = self.is_leader()
+        asked_at = loop.time()
+        try:
+            held = await asyncio.to_thread(
+                self.store.acquire_lease, LEASE_NAME, self.holder, self.ttl
+            )
+        except Exception:
+            metrics.STATE_DB_ERRORS.inc()
+            log.exception("cannot renew the scheduler lease")
+            held = False
+        self._valid_until = asked_at + self.ttl * 0.8 if held else 0.0
+        metrics.LEADER.set(1 if held else 0)
+        if held != before:
+            log.info("scheduler lease %s by %s", "acquired" if held else "lost", self.holder)
+            self.changed.set()
+        return held
+
+    async def run(self) -> None:
+        while True:
+            await self.renew_once()
+            await asyncio.sleep(self.ttl / 3)
+
+    async def release(self) -> None:
+        if self._valid_until:
+            self._valid_until = 0.0
+            await asyncio.to_thread(self.store.release_lease, LEASE_NAME, self.holder)
+
+
+class Scheduler:
+    """Creates the runs that cron schedules ask for, honouring catchup and the queue cap."""
+
+    def __init__(
+        self,
+        settings: OrchestratorSettings,
+        store: Store,
+        registry: PipelineRegistry,
+        on_created: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.registry = registry
+        self.on_created = on_created
+        self.cursors: dict[str, datetime] = {}
+        """Per pipeline: fire times up to here were handled (created or skipped)."""
+
+    def tick(self, now: datetime | None = None) -> list[str]:
+        """Create every run that is due; returns the new run ids. Blocking (state DB)."""
+        now = now or datetime.now(UTC)
+        created: list[str] = []
+        for pipeline in list(self.registry.pipelines.values()):
+            if not pipeline.schedule:
+                continue
+            try:
+                created += self._tick_pipeline(pipeline, now)
+            except Exception:
+                metrics.STATE_DB_ERRORS.inc()
+                log.exception("scheduling pipeline %s failed", pipeline.name)
+        if created:
+            self.on_created()
+        return created
+
+    def _tick_pipeline(self, pipeline: Pipeline, now: datetime) -> list[str]:
+        assert pipeline.schedule is not None
+        last = self.store.last_scheduled(pipeline.name)
+        cursor = self.cursors.get(pipeline.name)
+        if cursor is None or (last is not None and last > cursor):
+            # A pipeline never scheduled before starts now: no backfill of its whole past.
+            cursor = last or now
+        due = fire_times_between(pipeline.schedule, pipeline.timezone, cursor, now)
+        if not due:
+            self.cursors[pipeline.name] = cursor
+            metrics.SCHEDULE_LAG.labels(pipeline.name).set(0)
+            return []
+        grace = self.settings.scheduler.misfire_grace_seconds
+        if pipeline.catchup == "all":
+            wanted = due
+        elif pipeline.catchup == "latest":
+            wanted = due[-1:]
+        else:
+            wanted = [t for t in due[-1:] if (now - t).total_seconds() <= grace]
+            if len(due) > len(wanted):
+                log.info(
+                    "pipeline %s: %d missed schedule time(s) skipped (catchup: none)",
+                    pipeline.name,
+                    len(due) - len(wanted),
+                )
+        created: list[str] = []
+        for fire_time in wanted:
+            try:
+                new = self.store.create_run(
+                    pipeline=pipeline.name,
+                    trigger="schedule",
+                    logical_date=fire_time,
+                    params={},
+                    tasks=[(t.id, t.type) for t in pipeline.tasks],
+                    idempotency_key=f"schedule:{fire_time.isoformat()}",
+                    max_queued=self.settings.execution.max_queued_runs,
+                )
+            except TooManyQueuedRuns as exc:
+                # Stop here; the cursor stays before this time so it is created later.
+                metrics.SCHEDULE_LAG.labels(pipeline.name).set((now - fire_time).total_seconds())
+                log.warning("pipeline %s: schedule waits: %s", pipeline.name, exc.message)
+                return created
+            self.cursors[pipeline.name] = fire_time
+            lag = (now - fire_time).total_seconds()
+            metrics.SCHEDULE_DELAY.labels(pipeline.name).observe(max(lag, 0.0))
+            if new.created:
+                metrics.TRIGGERS.labels(pipeline.name, "schedule").inc()
+                created.append(new.run["run_id"])
+                log.info(
+                    "scheduled run %s of %s for %s",
+                    new.run["run_id"],
+                    pipeline.name,
+                    fire_time.isoformat(),
+                )
+        self.cursors[pipeline.name] = due[-1]
+        metrics.SCHEDULE_LAG.labels(pipeline.name).set(0)
+        return created
+
+    async def loop(self, is_leader: Callable[[], bool]) -> None:
+        while True:
+            if is_leader():
+                await asyncio.to_thread(self.tick)
+            await asyncio.sleep(self.settings.scheduler.tick_seconds)

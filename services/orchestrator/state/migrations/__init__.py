@@ -1,0 +1,1 @@
+"""Alembic migrations of the run-state database (applied by ``state.migrate`` at start)."""
