@@ -22,3 +22,7 @@ def line_numbers(row_offset: int, num_rows: int, header_lines: int) -> pa.Array:
     """Physical line of each record, assuming one line per record after the header lines."""
     start = row_offset + header_lines + 1
     return pa.array(np.arange(start, start + num_rows, dtype=np.int64))
+
+
+PREFIX = "_sluice_"
+"""Every lineage column starts with this; good rows leave the transformer without any of them."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -25,16 +26,18 @@ from services.common.proto.sluice.v1 import (
     transformer_pb2_grpc,
 )
 from services.common.spec.model import EtlTask
+from services.common.spec.render import SecretResolver
 from services.transformer import metrics
 from services.transformer.settings import TransformerSettings
-from services.transformer.steps import UnitTransform
+from services.transformer.steps import UnitContext, UnitTransform
 
 log = logging.getLogger(__name__)
 
 
 class TransformerService(transformer_pb2_grpc.TransformerServicer):
-    def __init__(self, settings: TransformerSettings) -> None:
+    def __init__(self, settings: TransformerSettings, secrets: SecretResolver) -> None:
         self.settings = settings
+        self.secrets = secrets
         self.channel = open_channel(settings.extractor, settings.grpc.max_message_bytes)
         self.extractor = extractor_pb2_grpc.ExtractorStub(self.channel)
 
@@ -53,10 +56,23 @@ class TransformerService(transformer_pb2_grpc.TransformerServicer):
         ):
             started = time.perf_counter()
             options = task.source.options
+            unit = UnitContext(
+                file=request.unit.member or request.unit.id,
+                unit=request.unit.id,
+                source_uri=request.unit.uri,
+                run_id=request.run_id,
+                pipeline=request.pipeline,
+                task=request.task,
+                destination_uri=task.destination.uri,
+            )
             transform = UnitTransform(
                 list(task.transform),
-                file=request.unit.member or request.unit.id,
+                file=unit.file,
                 header_lines=options.skip_rows + (1 if options.header else 0),
+                context=unit,
+                columns=task.columns,
+                schema_policy=task.destination.schema_policy,
+                secrets=self.secrets,
             )
             remaining = context.time_remaining()
             call = self.extractor.Pull(
@@ -113,14 +129,19 @@ class TransformerService(transformer_pb2_grpc.TransformerServicer):
             )
 
 
-def register(settings: TransformerSettings) -> Any:
+def register(settings: TransformerSettings, secrets: SecretResolver) -> Any:
     def _register(server: grpc.aio.Server) -> Sequence[str]:
-        transformer_pb2_grpc.add_TransformerServicer_to_server(TransformerService(settings), server)
+        transformer_pb2_grpc.add_TransformerServicer_to_server(
+            TransformerService(settings, secrets), server
+        )
         return [transformer_pb2.DESCRIPTOR.services_by_name["Transformer"].full_name]
 
     return _register
 
 
-async def serve(settings: TransformerSettings) -> RunningServer:
+async def serve(
+    settings: TransformerSettings, secrets: SecretResolver | None = None
+) -> RunningServer:
     """Start the transformer's gRPC server (port 0 binds a free port)."""
-    return await start_grpc_server("transformer", settings.grpc, register(settings))
+    resolver = secrets or SecretResolver(os.environ, settings.secrets_dir)
+    return await start_grpc_server("transformer", settings.grpc, register(settings, resolver))

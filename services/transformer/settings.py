@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from services.common.settings import (
     GrpcServerSettings,
     MetricsSettings,
@@ -22,3 +24,5 @@ class TransformerSettings(ServiceSettings):
     """Prometheus side port."""
     extractor: UpstreamSettings = UpstreamSettings(target="127.0.0.1:50051")
     """Where units are pulled from."""
+    secrets_dir: Path | None = None
+    """Directory of secret files (one file per ``${NAME}`` reference) for lookup tables."""

@@ -28,6 +28,7 @@ from services.common.spec.steps import (
     RenameStep,
     Step,
     StepBase,
+    check_declared_columns,
 )
 
 NAME_RE = r"^[a-z][a-z0-9_\-]{0,62}$"
@@ -48,11 +49,30 @@ class EtlTask(TaskBase):
     source: Source
     transform: list[Step] = []
     destination: Destination
+    columns: dict[str, str] = Field(
+        default={}, description="declared output columns and their types (the schema contract)"
+    )
+    schema_policy: SchemaPolicy | None = Field(
+        default=None,
+        alias="schema",
+        description="evolve: a new column in a file is added; freeze: it is an error",
+    )
 
     @model_validator(mode="after")
     def _needs_table(self) -> EtlTask:
         if not self.destination.table:
             raise ValueError("an etl task's destination needs a table")
+        return self
+
+    @model_validator(mode="after")
+    def _schema_contract(self) -> EtlTask:
+        # The loader reads the policy from the destination: the task-level key is copied there.
+        check_declared_columns(self.columns)
+        if self.schema_policy is not None:
+            given = "schema_policy" in self.destination.model_fields_set
+            if given and self.destination.schema_policy != self.schema_policy:
+                raise ValueError("schema is set differently on the task and its destination")
+            self.destination.schema_policy = self.schema_policy
         return self
 
 

@@ -1,22 +1,76 @@
 """Transform steps and checks, applied batch by batch to one unit.
 
 Each batch crosses Arrow -> pandas once (Arrow-backed dtypes, no copy for most types), goes through
-every step, and crosses back once. Steps are vectorised pandas operations.
+every step, and crosses back once. Steps are vectorised (pandas and ``pyarrow.compute``).
+
+Lineage: every row carries its physical source line in ``_sluice_line`` (from the extractor, or
+derived from the batch's row offset), and the DataFrame's index is the row's record number in
+the unit, so both survive filters, dedupes and custom steps. Good rows leave without any
+``_sluice_*`` column; rejected rows keep ``_sluice_line`` plus the check, column and reason.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 
 from services.common import lineage
-from services.common.errors import CheckFailed
-from services.common.spec.model import CastStep, CheckStep, DeriveStep, FilterStep, RenameStep
-from services.common.spec.model import Step as StepSpec
-from services.transformer.steps.basic import apply_cast, apply_derive, apply_filter, apply_rename
-from services.transformer.steps.checks import CheckState, evaluate_checks
+from services.common.errors import SchemaMismatch, SluiceError
+from services.common.spec.render import SecretResolver
+from services.common.spec.steps import (
+    AddMetadataStep,
+    CastSpec,
+    CastStep,
+    CheckStep,
+    DedupeStep,
+    DeriveStep,
+    DropStep,
+    FillNullStep,
+    FilterStep,
+    LookupStep,
+    LowerStep,
+    ParseStep,
+    PythonStep,
+    RenameStep,
+    ReplaceStep,
+    SelectStep,
+    StepBase,
+    TrimStep,
+    UpperStep,
+    describe_step,
+)
+from services.transformer.errors import StepFailed
+from services.transformer.steps import basic
+from services.transformer.steps.casting import arrow_of, bad_values, convert, raise_on_bad
+from services.transformer.steps.checks import CheckRunner
+from services.transformer.steps.context import UnitContext, user_columns
+from services.transformer.steps.custom import CustomStep
+from services.transformer.steps.lookup import Lookup
+from services.transformer.steps.rows import Dedupe, apply_add_metadata
+
+FrameStep = Callable[[pd.DataFrame], pd.DataFrame]
+_STATELESS: dict[type[StepBase], Callable[[Any, Any, UnitContext], pd.DataFrame]] = {
+    RenameStep: basic.apply_rename,
+    SelectStep: basic.apply_select,
+    DropStep: basic.apply_drop,
+    CastStep: basic.apply_cast,
+    ParseStep: basic.apply_parse,
+    TrimStep: basic.apply_trim,
+    LowerStep: basic.apply_lower,
+    UpperStep: basic.apply_upper,
+    ReplaceStep: basic.apply_replace,
+    FillNullStep: basic.apply_fill_null,
+    FilterStep: basic.apply_filter,
+    DeriveStep: basic.apply_derive,
+    AddMetadataStep: apply_add_metadata,
+}
+# Steps whose removed rows count as "filtered" (on purpose) rather than lost.
+_FILTERING = (FilterStep, DedupeStep, PythonStep)
 
 
 @dataclass
@@ -36,44 +90,82 @@ class UnitCounts:
     dropped: int = 0
 
 
-class UnitTransform:
-    """The transform of one unit: steps in order, state that spans batches (unique checks)."""
+@dataclass
+class _Step:
+    label: str
+    spec: StepBase
+    run: FrameStep | CheckRunner
 
-    def __init__(self, steps: list[StepSpec], *, file: str, header_lines: int) -> None:
-        self.steps = steps
-        self.file = file
+
+class UnitTransform:
+    """The transform of one unit: steps in order, plus the state that spans its batches."""
+
+    def __init__(
+        self,
+        steps: Sequence[StepBase],
+        *,
+        file: str,
+        header_lines: int,
+        context: UnitContext | None = None,
+        columns: dict[str, str] | None = None,
+        schema_policy: str = "evolve",
+        secrets: SecretResolver | None = None,
+    ) -> None:
+        self.ctx = context or UnitContext(file=file)
+        self.file = self.ctx.file
         self.header_lines = header_lines
+        self.columns = {c: CastSpec(type=t) for c, t in (columns or {}).items()}
+        self.schema_policy = schema_policy
         self.counts = UnitCounts()
-        self.check_states = {
-            i: CheckState() for i, s in enumerate(steps) if isinstance(s, CheckStep)
-        }
+        self.steps = [self._build(i, s, secrets) for i, s in enumerate(steps)]
+
+    def _build(self, index: int, step: StepBase, secrets: SecretResolver | None) -> _Step:
+        label = describe_step(index, step)
+        run: FrameStep | CheckRunner
+        if isinstance(step, CheckStep):
+            run = CheckRunner(step, label, self.ctx)
+        elif isinstance(step, DedupeStep):
+            run = Dedupe(step, self.ctx)
+        elif isinstance(step, LookupStep):
+            run = Lookup(step, self.ctx, secrets)
+        elif isinstance(step, PythonStep):
+            run = CustomStep(step, label, self.ctx)
+        else:
+            run = _bind(_STATELESS[type(step)], step, self.ctx)
+        return _Step(label, step, run)
 
     def apply(self, batch: pa.RecordBatch, row_offset: int) -> BatchResult:
+        """Transform one batch; ``row_offset`` is the unit record number of its first row."""
         self.counts.rows_in += batch.num_rows
         if lineage.LINE not in batch.schema.names:
             lines = lineage.line_numbers(row_offset, batch.num_rows, self.header_lines)
             batch = batch.append_column(lineage.LINE, lines)
         frame = batch.to_pandas(types_mapper=pd.ArrowDtype)
+        frame.index = pd.RangeIndex(row_offset, row_offset + batch.num_rows)
         rejected: list[pd.DataFrame] = []
         filtered = dropped = 0
-        for index, step in enumerate(self.steps):
+        for step in self.steps:
             before = len(frame)
-            if isinstance(step, RenameStep):
-                frame = apply_rename(frame, step, self.file)
-            elif isinstance(step, CastStep):
-                frame = apply_cast(frame, step, self.file)
-            elif isinstance(step, FilterStep):
-                frame = apply_filter(frame, step)
+            try:
+                if isinstance(step.run, CheckRunner):
+                    frame, bad = step.run(frame)
+                    if bad is not None and step.spec.on_fail == "quarantine":  # type: ignore[attr-defined]
+                        rejected.append(bad)
+                    elif bad is not None:
+                        dropped += len(bad)
+                    continue
+                frame = step.run(frame)
+            except SluiceError as exc:
+                raise self._located(exc) from None
+            except Exception as exc:  # a step must never crash the service
+                raise StepFailed(
+                    f"{step.label}: {type(exc).__name__}: {exc}",
+                    file=self.file,
+                    unit=self.ctx.unit or None,
+                ) from exc
+            if isinstance(step.spec, _FILTERING):
                 filtered += before - len(frame)
-            elif isinstance(step, DeriveStep):
-                frame = apply_derive(frame, step)
-            elif isinstance(step, CheckStep):
-                frame, bad = evaluate_checks(frame, step, self.check_states[index], self.file)
-                if step.on_fail == "quarantine" and bad is not None:
-                    rejected.append(bad)
-                elif bad is not None:
-                    dropped += len(bad)
-        good_frame = frame.drop(columns=[lineage.LINE])
+        good_frame = self._contract(frame)
         self.counts.rows_out += len(good_frame)
         self.counts.filtered += filtered
         self.counts.dropped += dropped
@@ -83,35 +175,103 @@ class UnitTransform:
             self.counts.rejected += len(bad_frame)
             rejected_batch = _rejects_to_arrow(bad_frame)
         good = pa.RecordBatch.from_pandas(good_frame, preserve_index=False)
+        good = good.replace_schema_metadata(None)
         return BatchResult(good=good, rejected=rejected_batch, filtered=filtered, dropped=dropped)
 
     def finish(self) -> None:
-        """Enforce each check's ``max_reject_ratio`` over the whole unit."""
-        total = max(self.counts.rows_in - self.counts.filtered, 1)
-        for index, state in self.check_states.items():
-            step = self.steps[index]
-            assert isinstance(step, CheckStep)
-            ratio = state.rejected / total
-            if state.rejected and ratio > step.max_reject_ratio:
-                raise CheckFailed(
-                    f"{state.rejected} of {total} rows ({ratio:.2%}) failed checks, more than "
-                    f"max_reject_ratio {step.max_reject_ratio:.2%}; first: {state.first_problem}",
-                    file=self.file,
+        """Enforce the unit-level rules of each check (``row_count``, ``max_reject_ratio``)."""
+        unit_rows = self.counts.rows_in - self.counts.filtered
+        for step in self.steps:
+            if isinstance(step.run, CheckRunner):
+                step.run.finish(unit_rows)
+
+    def _contract(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Drop lineage columns and apply the task's declared columns (``schema`` policy)."""
+        out = frame[user_columns(frame)]
+        if not self.columns:
+            return out
+        undeclared = [c for c in out.columns if c not in self.columns]
+        if undeclared and self.schema_policy == "freeze":
+            raise SchemaMismatch(
+                f"column {undeclared[0]!r} is not declared in the task's columns and the "
+                "schema policy is freeze (declare it, or use schema: evolve to add it)",
+                file=self.file,
+                column=undeclared[0],
+                unit=self.ctx.unit or None,
+            )
+        missing = [c for c in self.columns if c not in out.columns]
+        if missing and self.schema_policy == "freeze":
+            raise SchemaMismatch(
+                f"declared column {missing[0]!r} is missing (schema policy freeze); columns "
+                f"are: {', '.join(out.columns)}",
+                file=self.file,
+                column=missing[0],
+                unit=self.ctx.unit or None,
+            )
+        typed = out.copy(deep=False)
+        for column, spec in self.columns.items():
+            if column not in out.columns:
+                typed[column] = pd.Series(
+                    pd.arrays.ArrowExtensionArray(pa.nulls(len(out), _arrow_type(spec))),
+                    index=out.index,
                 )
+                continue
+            before = arrow_of(out[column])
+            after = convert(before, spec)
+            if after.type != before.type:
+                raise_on_bad(
+                    frame, column, spec.type, self.file, bad_values(before, after), "columns"
+                )
+                typed[column] = pd.Series(pd.arrays.ArrowExtensionArray(after), index=out.index)
+        return typed[[*self.columns, *undeclared]]
+
+    def _located(self, exc: SluiceError) -> SluiceError:
+        """Add the file and unit to an error raised inside a step, when it lacks them."""
+        context = exc.context
+        if context.file and context.unit:
+            return exc
+        context = dataclasses.replace(
+            context, file=context.file or self.file, unit=context.unit or self.ctx.unit or None
+        )
+        located = type(exc)(exc.message, context=context)
+        located.__cause__ = exc.__cause__
+        return located
+
+
+def _bind(
+    function: Callable[[pd.DataFrame, Any, UnitContext], pd.DataFrame],
+    step: StepBase,
+    ctx: UnitContext,
+) -> FrameStep:
+    def run(frame: pd.DataFrame) -> pd.DataFrame:
+        return function(frame, step, ctx)
+
+    return run
+
+
+def _arrow_type(spec: CastSpec) -> pa.DataType:
+    from services.transformer.steps.casting import target_type
+
+    kind = target_type(spec.type)
+    return pa.timestamp("us", "UTC") if pa.types.is_timestamp(kind) and spec.timezone else kind
 
 
 def _rejects_to_arrow(frame: pd.DataFrame) -> pa.RecordBatch:
-    # Rejected rows keep their original values as text: the values that failed a check must
-    # be stored exactly, whatever their type, and one schema must fit every batch.
-    columns = {}
+    # Rejected rows keep their values as text: a value that failed a check must be stored
+    # exactly, whatever its type, and one schema must fit every batch of the quarantine table.
+    columns: dict[str, pa.Array] = {}
     for name in frame.columns:
         if name == lineage.LINE:
             columns[name] = pa.array(frame[name].astype("int64"), type=pa.int64())
         else:
             columns[name] = pa.array(
-                [None if pd.isna(v) else str(v) for v in frame[name].tolist()], type=pa.string()
+                [None if _missing(v) else str(v) for v in frame[name].tolist()], type=pa.string()
             )
     return pa.RecordBatch.from_pydict(columns)
 
 
-__all__ = ["BatchResult", "UnitCounts", "UnitTransform"]
+def _missing(value: Any) -> bool:
+    return value is None or (not isinstance(value, str) and bool(pd.isna(value)))
+
+
+__all__ = ["BatchResult", "UnitContext", "UnitCounts", "UnitTransform"]
