@@ -26,7 +26,12 @@ from services.common.errors import BadInput
 from services.common.spec.source import SourceOptions
 from services.extractor.readers import schema as schemas
 from services.extractor.readers.base import BatchIterator, ReadLimits, rebatch
-from services.extractor.readers.text import detect_encoding, pyarrow_encoding, sample_text
+from services.extractor.readers.text import (
+    SAMPLE_BYTES,
+    detect_encoding,
+    pyarrow_encoding,
+    sample_text,
+)
 
 log = logging.getLogger(__name__)
 _SNIFF_DELIMITERS = ",;\t|"
@@ -83,6 +88,9 @@ class DelimitedReader:
         if first is None:
             return iter(())
         names = dedupe(first) if options.header else [f"f{i}" for i in range(len(first))]
+        whole_file = path.stat().st_size <= SAMPLE_BYTES
+        if whole_file and options.header and not any(l.strip() for l in body.splitlines()[1:]):
+            return iter(())  # header only (pyarrow refuses a header without a newline)
         return self._stream(path, encoding, delimiter, names, options, limits)
 
     def _stream(

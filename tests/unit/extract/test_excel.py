@@ -1,0 +1,146 @@
+"""Excel workbooks through calamine: sheets, title rows, ranges, dates, error cells."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import openpyxl
+import pytest
+import xlwt
+
+from services.common.errors import BadInput
+from tests.unit.extract.conftest import read_table
+
+
+def report_xlsx(path: Path) -> Path:
+    """A typical report: title rows, a header in row 4, data from row 5, a second sheet."""
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "Report"
+    ws["A1"] = "Monthly sales"
+    ws["A2"] = "generated 2026-11-01"
+    ws.append([])
+    ws.append(["store", "day", "amount", "ok"])
+    ws.append([1, dt.datetime(2026, 11, 1), 10.5, True])
+    ws.append([2, dt.datetime(2026, 11, 2), 3, False])
+    ws.append([])
+    ws.append([3, dt.datetime(2026, 11, 3), 7.25, True])
+    other = wb.create_sheet("Returns")
+    other.append(["store", "day", "amount", "ok"])
+    other.append([9, dt.datetime(2026, 11, 9), -1.5, False])
+    wb.save(path)
+    return path
+
+
+def test_xlsx_with_title_rows_keeps_sheet_row_numbers(tmp_path: Path) -> None:
+    table = read_table(report_xlsx(tmp_path / "r.xlsx"), header_row=4)
+    assert table.column_names == ["store", "day", "amount", "ok", "_sluice_line"]
+    assert table.column("store").to_pylist() == [1, 2, 3]
+    assert str(table.schema.field("store").type) == "int64"
+    assert table.column("amount").to_pylist() == [10.5, 3.0, 7.25]
+    assert table.column("day").to_pylist()[0] in (dt.date(2026, 11, 1), dt.datetime(2026, 11, 1))
+    assert table.column("ok").to_pylist() == [True, False, True]
+    assert table.column("_sluice_line").to_pylist() == [5, 6, 8]
+
+
+def test_sheet_by_name_and_index(tmp_path: Path) -> None:
+    path = report_xlsx(tmp_path / "r.xlsx")
+    assert read_table(path, sheet="Returns").column("store").to_pylist() == [9]
+    assert read_table(path, sheet=1).column("store").to_pylist() == [9]
+
+
+def test_all_sheets_add_the_sheet_column(tmp_path: Path) -> None:
+    wb = openpyxl.Workbook()
+    for name, value in (("Jan", 1), ("Feb", 2.5)):
+        ws = wb.create_sheet(name)
+        ws.append(["n"])
+        ws.append([value])
+    del wb["Sheet"]
+    wb.save(tmp_path / "m.xlsx")
+    table = read_table(tmp_path / "m.xlsx", sheet="*")
+    assert table.column("sheet").to_pylist() == ["Jan", "Feb"]
+    assert table.column("n").to_pylist() == [1.0, 2.5]
+
+
+def test_unknown_sheet_lists_the_sheets(tmp_path: Path) -> None:
+    with pytest.raises(BadInput, match="no sheet 'Nope'; the workbook has 'Report', 'Returns'"):
+        read_table(report_xlsx(tmp_path / "r.xlsx"), sheet="Nope")
+
+
+def test_cell_range(tmp_path: Path) -> None:
+    table = read_table(report_xlsx(tmp_path / "r.xlsx"), cell_range="A4:C6")
+    assert table.column_names == ["store", "day", "amount", "_sluice_line"]
+    assert table.column("store").to_pylist() == [1, 2]
+
+
+def test_xls_dates_and_numbers(tmp_path: Path) -> None:
+    wb = xlwt.Workbook()
+    ws = wb.add_sheet("Data")
+    date_style = xlwt.easyxf(num_format_str="YYYY-MM-DD")
+    for col, name in enumerate(["id", "day", "name"]):
+        ws.write(0, col, name)
+    for row in range(1, 4):
+        ws.write(row, 0, row)
+        ws.write(row, 1, dt.datetime(2026, 1, row), date_style)
+        ws.write(row, 2, f"n{row}")
+    wb.save(str(tmp_path / "d.xls"))
+    table = read_table(tmp_path / "d.xls")
+    assert table.column("id").to_pylist() == [1, 2, 3]
+    assert table.column("day").to_pylist() == [
+        dt.date(2026, 1, 1),
+        dt.date(2026, 1, 2),
+        dt.date(2026, 1, 3),
+    ]
+    assert table.column("_sluice_line").to_pylist() == [2, 3, 4]
+
+
+def test_1904_date_system(tmp_path: Path) -> None:
+    wb = openpyxl.Workbook()
+    wb.epoch = openpyxl.utils.datetime.CALENDAR_MAC_1904
+    ws = wb.active
+    ws.append(["day"])
+    ws.append([dt.datetime(2026, 3, 4)])
+    wb.save(tmp_path / "mac.xlsx")
+    assert read_table(tmp_path / "mac.xlsx").column("day").to_pylist() == [dt.date(2026, 3, 4)]
+
+
+def test_error_cells_are_null(tmp_path: Path) -> None:
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["a", "b"])
+    ws.append([1, 2])
+    ws.append([3, 4])
+    ws["B3"].value = "#DIV/0!"
+    ws["B3"].data_type = "e"
+    wb.save(tmp_path / "e.xlsx")
+    assert read_table(tmp_path / "e.xlsx").column("b").to_pylist() == [2, None]
+
+
+def test_text_in_a_number_column_names_the_cell(tmp_path: Path) -> None:
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "S"
+    ws.append(["n"])
+    for i in range(25_000):
+        ws.append([i])
+    ws.append(["oops"])
+    wb.save(tmp_path / "late.xlsx")
+    with pytest.raises(BadInput) as caught:
+        read_table(tmp_path / "late.xlsx")
+    assert caught.value.context.line == 25_002
+    assert "cell A25002" in caught.value.message
+
+
+@pytest.mark.parametrize("content", [b"PK\x03\x04garbage", b"", b"not a workbook"])
+def test_corrupt_workbook(tmp_path: Path, content: bytes) -> None:
+    (tmp_path / "bad.xlsx").write_bytes(content)
+    with pytest.raises(BadInput):
+        read_table(tmp_path / "bad.xlsx", fmt="xlsx")
+
+
+def test_truncated_xlsx(tmp_path: Path) -> None:
+    data = report_xlsx(tmp_path / "r.xlsx").read_bytes()
+    (tmp_path / "cut.xlsx").write_bytes(data[: len(data) // 2])
+    with pytest.raises(BadInput, match="not a readable Excel workbook"):
+        read_table(tmp_path / "cut.xlsx", fmt="xlsx")
