@@ -89,7 +89,7 @@ class DelimitedReader:
             return iter(())
         names = dedupe(first) if options.header else [f"f{i}" for i in range(len(first))]
         whole_file = path.stat().st_size <= SAMPLE_BYTES
-        if whole_file and options.header and not any(l.strip() for l in body.splitlines()[1:]):
+        if whole_file and options.header and not any(s.strip() for s in body.splitlines()[1:]):
             return iter(())  # header only (pyarrow refuses a header without a newline)
         return self._stream(path, encoding, delimiter, names, options, limits)
 

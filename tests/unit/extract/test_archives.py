@@ -95,7 +95,7 @@ def test_format_detected_by_content_not_extension(tmp_path: Path) -> None:
 
 def test_zip_slip_member_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
     path = make_zip(tmp_path / "evil.zip", {"../../escaped.csv": b"a\n1\n", "ok.csv": b"a\n1\n"})
-    with pytest.raises(BadInput, match="'..' path"):
+    with pytest.raises(BadInput, match=r"'\.\.' path"):
         pull_units(path.as_uri())
     assert not (tmp_path.parent / "escaped.csv").exists()
     assert not any(p.name == "escaped.csv" for p in tmp_path.parent.parent.rglob("escaped.csv"))

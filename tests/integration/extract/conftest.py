@@ -1,0 +1,122 @@
+"""A real extractor process, a GCS emulator and a local HTTP server, all on loopback."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from services.common.proto.sluice.v1 import data_pb2, extractor_pb2, extractor_pb2_grpc
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def gcs_emulator() -> Iterator[str]:
+    """gcp-storage-emulator in memory on a free loopback port; yields its URL."""
+    from gcp_storage_emulator.server import create_server
+
+    port = free_port()
+    server = create_server("127.0.0.1", port, in_memory=True)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def gcs_client(gcs_emulator: str) -> Any:
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    return storage.Client(
+        project="test",
+        credentials=AnonymousCredentials(),
+        client_options={"api_endpoint": gcs_emulator},
+    )
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def http_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+    """A directory served by http.server in a thread: (directory, base URL)."""
+    root = tmp_path_factory.mktemp("www")
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+class Extractor:
+    """A client of a real extractor process."""
+
+    def __init__(self, target: str) -> None:
+        self.channel = grpc.insecure_channel(target)
+        grpc.channel_ready_future(self.channel).result(timeout=60)
+        self.stub = extractor_pb2_grpc.ExtractorStub(self.channel)
+
+    def discover(self, source_json: str) -> list[data_pb2.Unit]:
+        reply = self.stub.Discover(
+            extractor_pb2.DiscoverRequest(
+                run_id="r1", pipeline="p", task="t", source_spec_json=source_json
+            ),
+            timeout=60,
+        )
+        return list(reply.units)
+
+    def pull(self, unit: data_pb2.Unit, task_json: str) -> list[data_pb2.RecordBatch]:
+        request = data_pb2.UnitRequest(
+            run_id="r1", pipeline="p", task="t", unit=unit, task_spec_json=task_json
+        )
+        return list(self.stub.Pull(request, timeout=120))
+
+
+@pytest.fixture(scope="module")
+def extractor(gcs_emulator: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Extractor]:
+    """``python -m services.extractor`` as a subprocess, pointed at the GCS emulator."""
+    port = free_port()
+    work = tmp_path_factory.mktemp("work")
+    env = {
+        **os.environ,
+        "SLUICE_GRPC__HOST": "127.0.0.1",
+        "SLUICE_GRPC__PORT": str(port),
+        "SLUICE_METRICS__ENABLED": "false",
+        "SLUICE_GCS__EMULATOR_HOST": gcs_emulator,
+        "SLUICE_LIMITS__MAX_DOWNLOAD_BYTES": str(2 * 1024 * 1024),
+        "SLUICE_WORK_DIR": str(work),
+        "SLUICE_LOG__FORMAT": "console",
+    }
+    log = (work / "extractor.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "services.extractor"], cwd=ROOT, env=env, stdout=log, stderr=log
+    )
+    try:
+        client = Extractor(f"127.0.0.1:{port}")
+        client.work_dir = work  # type: ignore[attr-defined]
+        yield client
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()

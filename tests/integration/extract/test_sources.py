@@ -1,0 +1,146 @@
+"""The extractor process over gRPC: GCS (emulator), HTTP (local server), errors as statuses."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pyarrow as pa
+import pytest
+
+from services.common.codec import from_message
+from tests.integration.extract.conftest import Extractor
+
+
+def source(uri: str, **extra: Any) -> str:
+    return json.dumps({"uri": uri, **extra})
+
+
+def task(uri: str, **extra: Any) -> str:
+    return json.dumps(
+        {
+            "id": "t",
+            "type": "etl",
+            "source": {"uri": uri, **extra},
+            "destination": {"uri": "duckdb:///x.duckdb", "table": "t"},
+        }
+    )
+
+
+def rows(messages: list[Any]) -> pa.Table:
+    batches = [from_message(m) for m in messages]
+    assert len({b.schema for b in batches}) <= 1
+    assert [m.seq for m in messages] == list(range(len(messages)))
+    return pa.Table.from_batches(batches)
+
+
+def zip_bytes(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def test_gcs_glob_zip_members_and_generation_fingerprint(
+    extractor: Extractor, gcs_client: Any
+) -> None:
+    bucket = gcs_client.create_bucket("drop")
+    bucket.blob("sales/2026-11-01/a.csv").upload_from_string("id,amt\n1,2.5\n2,3.5\n")
+    bucket.blob("sales/2026-11-01/parts.zip").upload_from_string(
+        zip_bytes({"p1.csv": b"id,amt\n3,1\n", "p2.csv": b"id,amt\n4,2\n", "x.md": b"-"})
+    )
+    bucket.blob("other/b.csv").upload_from_string("id\n9\n")
+    uri = "gs://drop/sales/*/*"
+    units = extractor.discover(source(uri, members="*.csv"))
+    ids = [u.id for u in units]
+    assert ids == [
+        "gs://drop/sales/2026-11-01/a.csv",
+        "gs://drop/sales/2026-11-01/parts.zip!p1.csv",
+        "gs://drop/sales/2026-11-01/parts.zip!p2.csv",
+    ]
+    assert units[0].fingerprint.startswith("generation=")
+    table = rows(extractor.pull(units[0], task(uri)))
+    assert table.column("amt").to_pylist() == [2.5, 3.5]
+    assert table.column("_sluice_line").to_pylist() == [2, 3]
+    member = rows(extractor.pull(units[2], task(uri, members="*.csv")))
+    assert member.column("id").to_pylist() == [4]
+
+    bucket.blob("sales/2026-11-01/a.csv").upload_from_string("id,amt\n1,2.5\n")
+    again = extractor.discover(source(uri, members="*.csv"))
+    assert again[0].fingerprint != units[0].fingerprint
+    assert again[1].fingerprint == units[1].fingerprint or "generation" in again[1].fingerprint
+
+
+def test_gcs_missing_object_is_not_found(extractor: Extractor, gcs_client: Any) -> None:
+    gcs_client.create_bucket("empty")
+    with pytest.raises(grpc.RpcError) as caught:
+        extractor.discover(source("gs://empty/nothing.csv"))
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "gs://empty/nothing.csv" in caught.value.details()
+
+
+def test_http_utf16_export_with_last_modified(
+    extractor: Extractor, http_root: tuple[Path, str]
+) -> None:
+    root, base = http_root
+    (root / "export.txt").write_bytes("Name\tBetrag\r\nMüller\t3,5\r\n".encode("utf-16"))
+    uri = f"{base}/export.txt"
+    (unit,) = extractor.discover(source(uri))
+    assert unit.fingerprint.startswith("last_modified=")
+    table = rows(extractor.pull(unit, task(uri, options={"decimal": ","})))
+    assert table.column("Name").to_pylist() == ["Müller"]
+    assert table.column("Betrag").to_pylist() == [3.5]
+
+
+def test_http_gzip_csv(extractor: Extractor, http_root: tuple[Path, str]) -> None:
+    root, base = http_root
+    (root / "d.csv.gz").write_bytes(gzip.compress(b"a,b\n1,x\n"))
+    uri = f"{base}/d.csv.gz"
+    (unit,) = extractor.discover(source(uri))
+    assert rows(extractor.pull(unit, task(uri))).column("b").to_pylist() == ["x"]
+
+
+def test_http_404_and_size_limit(extractor: Extractor, http_root: tuple[Path, str]) -> None:
+    root, base = http_root
+    with pytest.raises(grpc.RpcError) as caught:
+        extractor.discover(source(f"{base}/missing.csv"))
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    (root / "big.csv").write_bytes(b"a\n" + b"1\n" * (2 * 1024 * 1024))
+    with pytest.raises(grpc.RpcError) as caught:
+        extractor.discover(source(f"{base}/big.csv"))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "download limit" in caught.value.details()
+
+
+def test_bad_input_is_invalid_argument_and_the_service_survives(
+    extractor: Extractor, tmp_path: Path
+) -> None:
+    bad = tmp_path / "ragged.csv"
+    bad.write_text('a,b\n1,"two\nlines"\n2,y,z\n')
+    (unit,) = extractor.discover(source(bad.as_uri()))
+    with pytest.raises(grpc.RpcError) as caught:
+        extractor.pull(unit, task(bad.as_uri()))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"{bad}, line 4" in caught.value.details()
+    assert "too many fields" in caught.value.details()
+
+    bomb = tmp_path / "bomb.zip"
+    bomb.write_bytes(zip_bytes({"z.csv": b"0" * (20 * 1024 * 1024)}))
+    (unit,) = extractor.discover(source(bomb.as_uri()))
+    with pytest.raises(grpc.RpcError) as caught:
+        extractor.pull(unit, task(bomb.as_uri()))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "compression ratio" in caught.value.details()
+
+    good = tmp_path / "good.csv"
+    good.write_text("a\n1\n")
+    (unit,) = extractor.discover(source(good.as_uri()))
+    assert rows(extractor.pull(unit, task(good.as_uri()))).num_rows == 1
+    spooled = [p for p in extractor.work_dir.iterdir() if p.name.startswith("sluice-")]  # type: ignore[attr-defined]
+    assert not spooled, "spool files left behind"
