@@ -240,5 +240,5 @@ def _find_ragged_line(
                 continue
             if row and len(row) != expected:
                 many = "too many" if len(row) > expected else "too few"
-                return start, f"{many} fields: expected {expected}, found {len(row)}"
+                return start, f"expected {expected} fields, found {len(row)} ({many})"
     return None, ""

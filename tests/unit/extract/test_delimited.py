@@ -151,7 +151,7 @@ def test_ragged_row_names_its_line(tmp_path: Path) -> None:
     with pytest.raises(BadInput) as caught:
         read_table(path)
     assert caught.value.context.line == 4
-    assert "too many fields: expected 2, found 3" in caught.value.message
+    assert "expected 2 fields, found 3 (too many)" in caught.value.message
 
 
 def test_ragged_rows_skipped_when_asked(tmp_path: Path) -> None:
