@@ -117,7 +117,8 @@ class Store:
             id=uuid.uuid4().hex,
             pipeline=pipeline,
             trigger=trigger,
-            logical_date=logical_date,
+            # SQLite keeps no offset: store every timestamp in UTC.
+            logical_date=logical_date.astimezone(UTC),
             params=params,
             status="queued",
             idempotency_key=idempotency_key,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -59,7 +60,7 @@ def test_hourly_job_runs_every_real_hour_on_both_change_days() -> None:
         datetime(2026, 10, 26, tzinfo=BERLIN) - timedelta(seconds=1),
     )
     assert len(autumn) == 25  # 02:00 happens twice and both run
-    gaps = {b - a for a, b in zip(autumn, autumn[1:], strict=False)}
+    gaps = {b - a for a, b in pairwise(autumn)}
     assert gaps == {timedelta(hours=1)}
 
 

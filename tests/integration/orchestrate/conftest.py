@@ -1,0 +1,102 @@
+"""An in-process orchestrator (FastAPI TestClient) over a SQLite state DB, with tokens."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from services.orchestrator.app import create_app
+from services.orchestrator.auth import hash_token
+from services.orchestrator.settings import (
+    AuthSettings,
+    ExecutionSettings,
+    OrchestratorSettings,
+    PipelineSettings,
+    SchedulerSettings,
+    StateSettings,
+    TokenEntry,
+)
+
+OPERATOR = "operator-token-0123456789"
+VIEWER = "viewer-token-0123456789"
+PY = sys.executable
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def make_settings(tmp_path: Path, **overrides: Any) -> OrchestratorSettings:
+    values: dict[str, Any] = {
+        "state": StateSettings(url=f"sqlite:///{tmp_path / 'state.db'}"),
+        "pipelines": PipelineSettings(dir=tmp_path / "pipelines"),
+        "execution": ExecutionSettings(
+            poll_seconds=0.1, heartbeat_seconds=0.2, heartbeat_timeout_seconds=5
+        ),
+        "scheduler": SchedulerSettings(enabled=False, lease_seconds=3),
+        "auth": AuthSettings(
+            tokens=[
+                TokenEntry(name="ops", sha256=hash_token(OPERATOR), role="operator"),
+                TokenEntry(name="dash", sha256=hash_token(VIEWER), role="viewer"),
+            ]
+        ),
+    }
+    values.update(overrides)
+    return OrchestratorSettings(**values)
+
+
+@pytest.fixture
+def orchestrator(tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
+    """``start(pipelines: dict[file, yaml], **settings)`` returns a client with operator auth."""
+    clients: list[TestClient] = []
+
+    def start(pipelines: dict[str, str], **overrides: Any) -> TestClient:
+        directory = tmp_path / "pipelines"
+        directory.mkdir(exist_ok=True)
+        for name, text in pipelines.items():
+            (directory / name).write_text(text)
+        client = TestClient(create_app(make_settings(tmp_path, **overrides)))
+        client.__enter__()
+        client.headers.update(auth(OPERATOR))
+        clients.append(client)
+        return client
+
+    yield start
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+def wait_final(client: TestClient, run_id: str, timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run: dict[str, Any] = client.get(f"/api/v1/runs/{run_id}").json()
+        if run["status"] in ("succeeded", "failed", "cancelled", "skipped"):
+            return run
+        time.sleep(0.1)
+    raise AssertionError(f"run {run_id} not final after {timeout}s: {run}")
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 30, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def job_pipeline(name: str, tasks: str, extra: str = "") -> str:
+    return f"name: {name}\n{extra}tasks:\n{tasks}"
+
+
+def job(task_id: str, script: str, *, depends_on: list[str] | None = None, extra: str = "") -> str:
+    deps = f"    depends_on: {depends_on}\n" if depends_on else ""
+    return (
+        f"  - id: {task_id}\n    type: job\n{deps}{extra}    command: [{PY!r}, '-c', {script!r}]\n"
+    )
