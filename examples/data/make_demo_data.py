@@ -70,7 +70,7 @@ def returns(rng: random.Random) -> None:
 
 
 if __name__ == "__main__":
-    seeded = random.Random(3)
+    seeded = random.Random(3)  # noqa: S311 - sample data, not secrets
     stock(seeded)
     stores()
     targets(seeded)
