@@ -19,6 +19,7 @@ from __future__ import annotations
 import ast
 import math
 import operator
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -247,7 +248,11 @@ def parse_expression(source: str) -> Expression:
             f"({len(source)}); split it into several derive steps"
         )
     try:
-        tree = ast.parse(source.strip(), mode="eval")
+        with warnings.catch_warnings():
+            # Regexes like '\d+' are invalid Python escapes; they stay literal, which is wanted.
+            warnings.simplefilter("ignore", category=SyntaxWarning)
+            warnings.simplefilter("ignore", category=DeprecationWarning)
+            tree = ast.parse(source.strip(), mode="eval")
     except SyntaxError as exc:
         raise SpecError(
             f"invalid expression {source!r}: {exc.msg} at offset {exc.offset}"

@@ -174,8 +174,7 @@ class UnitTransform:
             bad_frame = pd.concat(rejected, ignore_index=True)
             self.counts.rejected += len(bad_frame)
             rejected_batch = _rejects_to_arrow(bad_frame)
-        good = pa.RecordBatch.from_pandas(good_frame, preserve_index=False)
-        good = good.replace_schema_metadata(None)
+        good = _to_batch(good_frame)
         return BatchResult(good=good, rejected=rejected_batch, filtered=filtered, dropped=dropped)
 
     def finish(self) -> None:
@@ -236,6 +235,13 @@ class UnitTransform:
         located = type(exc)(exc.message, context=context)
         located.__cause__ = exc.__cause__
         return located
+
+
+def _to_batch(frame: pd.DataFrame) -> pa.RecordBatch:
+    # Via a Table: a column may be backed by several Arrow chunks (or none when empty).
+    table = pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)
+    batches = table.combine_chunks().to_batches()
+    return batches[0] if batches else pa.RecordBatch.from_pylist([], schema=table.schema)
 
 
 def _bind(

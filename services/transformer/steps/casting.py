@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -148,7 +148,11 @@ def _to_decimal(array: pa.Array, target: pa.Decimal128Type) -> pa.Array:
     values: list[Decimal | None] = []
     for raw in array.to_pylist():
         try:
-            value = Decimal(str(raw)).quantize(quantum) if raw is not None else None
+            value = (
+                Decimal(str(raw)).quantize(quantum, rounding=ROUND_HALF_UP)
+                if raw is not None
+                else None
+            )
         except (InvalidOperation, ValueError):
             value = None
         if value is not None and (not value.is_finite() or abs(value) >= limit):
@@ -182,7 +186,8 @@ def _iso_timestamps(text: pa.Array) -> pa.Array:
         return pc.cast(text, pa.timestamp("us", "UTC"))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
-    parsed = pd.to_datetime(pd.Series(text.to_pandas()), errors="coerce", format="mixed")
+    # Without a format only ISO 8601 is read: guessing 01.02.2026 would silently swap days.
+    parsed = pd.to_datetime(pd.Series(text.to_pandas()), errors="coerce", format="ISO8601")
     if getattr(parsed.dt, "tz", None) is not None:
         return pa.array(parsed.dt.tz_convert("UTC"), type=pa.timestamp("us", "UTC"))
     return pa.array(parsed, type=pa.timestamp("us"))

@@ -50,7 +50,7 @@ class CheckRunner:
         """Split ``frame`` into passing rows and failing rows (with the reason columns)."""
         self.state.rows += len(frame)
         self._check_max_rows()
-        frame, failures = self._failures(frame)
+        typed, failures = self._failures(frame)
         failing = np.zeros(len(frame), dtype=bool)
         check_name = np.full(len(frame), None, dtype=object)
         column_name = np.full(len(frame), None, dtype=object)
@@ -62,7 +62,7 @@ class CheckRunner:
             reason[new] = f"{column} {why}"
             failing |= mask
         if not failing.any():
-            return frame, None
+            return typed, None
         first = int(failing.argmax())
         line = frame[lineage.LINE].iloc[first] if lineage.LINE in frame.columns else None
         line_no = int(line) if line is not None and not pd.isna(line) else None
@@ -83,7 +83,7 @@ class CheckRunner:
         bad[lineage.CHECK] = check_name[failing]
         bad[lineage.COLUMN] = column_name[failing]
         bad[lineage.REASON] = reason[failing]
-        return frame[~failing], bad
+        return typed[~failing], bad
 
     def finish(self, unit_rows: int) -> None:
         """Unit-level rules: ``row_count`` minimum and ``max_reject_ratio``."""

@@ -177,7 +177,7 @@ def _query(uri: str, sql: str) -> pa.Table:
                 "one writer process, so look up from a csv/xlsx file or another database"
             ) from None
         with con:
-            return con.execute(sql).to_arrow_table()
+            return con.sql(sql).to_arrow_table()
     if scheme in ("postgres", "postgresql"):
         import adbc_driver_postgresql.dbapi as adbc  # type: ignore[import-untyped]
 

@@ -29,7 +29,7 @@ class Dedupe:
         columns = self.columns or user_columns(frame)
         require_columns(frame, columns, "dedupe", self.ctx)
         hashes = pd.util.hash_pandas_object(frame[columns], index=False)
-        repeated = hashes.duplicated(keep="first").to_numpy()
+        repeated = hashes.duplicated(keep="first").to_numpy().copy()
         if self.seen:
             repeated |= hashes.isin(self.seen).to_numpy()
         self.seen.update(hashes[~repeated].tolist())
