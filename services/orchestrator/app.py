@@ -25,7 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.common.errors import SluiceError
-from services.orchestrator import api
+from services.orchestrator import alerts_api, api, events, pages
 from services.orchestrator.auth import Authenticator
 from services.orchestrator.clients import DataPlane
 from services.orchestrator.executor import RunExecutor
@@ -39,11 +39,11 @@ from services.orchestrator.state.store import Store
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
 
-ROUTERS: list[APIRouter] = [api.router]
+ROUTERS: list[APIRouter] = [api.router, events.router, alerts_api.router, pages.router]
 """Routers mounted by ``create_app``."""
 
 StartupHook = Callable[[Runtime], Awaitable[list[Coroutine[Any, Any, None]]]]
-STARTUP_HOOKS: list[StartupHook] = []
+STARTUP_HOOKS: list[StartupHook] = [alerts_api.start_alerts]
 """Called once the runtime exists; may register listeners and return background loops."""
 
 

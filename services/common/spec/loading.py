@@ -19,7 +19,10 @@ def _construct(node: yaml.Node, path: Path_, lines: dict[Path_, int]) -> Any:
     if isinstance(node, yaml.MappingNode):
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = yaml.safe_load(yaml.serialize(key_node))
+            # Keys are names: YAML 1.1 would turn `on:` (alerts.on) into True, `1:` into 1.
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            if key is None:
+                key = yaml.safe_load(yaml.serialize(key_node))
             result[key] = _construct(value_node, (*path, key), lines)
         return result
     if isinstance(node, yaml.SequenceNode):

@@ -51,20 +51,27 @@ class FakeCluster:
         if method == "GET" and path == f"{jobs}/{name}":
             status = self.job_statuses[min(self.reads, len(self.job_statuses) - 1)]
             self.reads += 1
-            return 200, {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
-                         "status": status}  # fmt: skip
+            return 200, {
+                "apiVersion": "batch/v1",
+                "kind": "Job",
+                "metadata": {"name": name},
+                "status": status,
+            }
         if method == "DELETE" and path == f"{jobs}/{name}":
             return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success"}
         if method == "GET" and path == f"/api/v1/namespaces/{NS}/pods":
-            pod = {"metadata": {"name": f"{name}-abcde",
-                                "creationTimestamp": "2026-11-24T05:00:00Z"},
-                   "status": self.pod_status}  # fmt: skip
+            pod = {
+                "metadata": {"name": f"{name}-abcde", "creationTimestamp": "2026-11-24T05:00:00Z"},
+                "status": self.pod_status,
+            }
             return 200, {"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [pod]}
         if method == "GET" and path == f"/api/v1/namespaces/{NS}/pods/{name}-abcde/log":
             return 200, self.log_text
         if method == "GET" and path == f"/api/v1/namespaces/{NS}/events":
-            items = [{"metadata": {"name": f"ev{i}"}, "involvedObject": {}, **e}
-                     for i, e in enumerate(self.events)]  # fmt: skip
+            items = [
+                {"metadata": {"name": f"ev{i}"}, "involvedObject": {}, **e}
+                for i, e in enumerate(self.events)
+            ]
             return 200, {"apiVersion": "v1", "kind": "EventList", "metadata": {}, "items": items}
         return 404, {"kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404}
 
@@ -73,8 +80,14 @@ class FakeCluster:
 
 
 def container(state: dict[str, Any]) -> dict[str, Any]:
-    return {"name": "job", "image": "registry.example/scraper:1", "imageID": "", "ready": False,
-            "restartCount": 0, "state": state}  # fmt: skip
+    return {
+        "name": "job",
+        "image": "registry.example/scraper:1",
+        "imageID": "",
+        "ready": False,
+        "restartCount": 0,
+        "state": state,
+    }
 
 
 @pytest.fixture
@@ -111,9 +124,12 @@ def cluster() -> Iterator[tuple[FakeCluster, k8s.ApiClient]]:
 
 
 SETTINGS = JobSettings(
-    runner="kubernetes", namespace=NS, service_account="portal-scraper",
-    ttl_seconds_after_finished=600, poll_seconds=0.05,
-)  # fmt: skip
+    runner="kubernetes",
+    namespace=NS,
+    service_account="portal-scraper",
+    ttl_seconds_after_finished=600,
+    poll_seconds=0.05,
+)
 TASK = JobTask.model_validate(
     {
         "id": "fetch_portal",
@@ -122,11 +138,10 @@ TASK = JobTask.model_validate(
         "command": ["python", "scrape.py", "--date", "2026-11-23"],
         "env": {"PORTAL_URL": "https://portal.example"},
         "env_from_secrets": {"PORTAL_PASSWORD": "portal-credentials/password"},
-        "resources": {"requests": {"cpu": "250m", "memory": "256Mi"},
-                      "limits": {"memory": "1Gi"}},
+        "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
         "backoff_limit": 2,
     }
-)  # fmt: skip
+)
 
 
 def run(api: k8s.ApiClient, timeout: float = 30) -> str:
@@ -159,10 +174,14 @@ def test_job_body_and_success(cluster: tuple[FakeCluster, k8s.ApiClient]) -> Non
     assert box["image"] == "registry.example/scraper:1"
     assert box["command"] == ["python", "scrape.py", "--date", "2026-11-23"]
     assert {"name": "PORTAL_URL", "value": "https://portal.example"} in box["env"]
-    assert {"name": "PORTAL_PASSWORD", "valueFrom": {"secretKeyRef": {
-        "name": "portal-credentials", "key": "password"}}} in box["env"]  # fmt: skip
-    assert box["resources"] == {"requests": {"cpu": "250m", "memory": "256Mi"},
-                                "limits": {"memory": "1Gi"}}  # fmt: skip
+    assert {
+        "name": "PORTAL_PASSWORD",
+        "valueFrom": {"secretKeyRef": {"name": "portal-credentials", "key": "password"}},
+    } in box["env"]
+    assert box["resources"] == {
+        "requests": {"cpu": "250m", "memory": "256Mi"},
+        "limits": {"memory": "1Gi"},
+    }
     assert box["securityContext"]["allowPrivilegeEscalation"] is False
     assert box["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     # The pods are found by the label the Job controller puts on them.
@@ -175,9 +194,19 @@ def test_oom_killed_is_terminal_with_reason_and_logs(
     cluster: tuple[FakeCluster, k8s.ApiClient],
 ) -> None:
     fake, api = cluster
-    fake.job_statuses = [{"failed": 3, "conditions": [
-        {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
-         "message": "Job has reached the specified backoff limit"}]}]  # fmt: skip
+    fake.job_statuses = [
+        {
+            "failed": 3,
+            "conditions": [
+                {
+                    "type": "Failed",
+                    "status": "True",
+                    "reason": "BackoffLimitExceeded",
+                    "message": "Job has reached the specified backoff limit",
+                }
+            ],
+        }
+    ]
     fake.pod_status = {
         "containerStatuses": [container({"terminated": {"exitCode": 137, "reason": "OOMKilled"}})]
     }
@@ -196,9 +225,18 @@ def test_image_pull_backoff_fails_fast_and_deletes_the_job(
 ) -> None:
     fake, api = cluster
     fake.job_statuses = [{"active": 1}]
-    fake.pod_status = {"containerStatuses": [container({"waiting": {
-        "reason": "ImagePullBackOff",
-        "message": 'Back-off pulling image "registry.example/scraper:1"'}})]}  # fmt: skip
+    fake.pod_status = {
+        "containerStatuses": [
+            container(
+                {
+                    "waiting": {
+                        "reason": "ImagePullBackOff",
+                        "message": 'Back-off pulling image "registry.example/scraper:1"',
+                    }
+                }
+            )
+        ]
+    }
     with pytest.raises(JobFailed, match="ImagePullBackOff: Back-off pulling image"):
         run(api)
     assert len(fake.calls("DELETE")) == 1
@@ -221,10 +259,14 @@ def test_eviction_is_transient_and_carries_the_event(
             ],
         }
     ]
-    fake.pod_status = {"phase": "Failed", "reason": "Evicted",
-                       "message": "The node was low on resource: memory."}  # fmt: skip
-    fake.events = [{"type": "Warning", "reason": "Evicted",
-                    "message": "The node was low on resource: memory."}]  # fmt: skip
+    fake.pod_status = {
+        "phase": "Failed",
+        "reason": "Evicted",
+        "message": "The node was low on resource: memory.",
+    }
+    fake.events = [
+        {"type": "Warning", "reason": "Evicted", "message": "The node was low on resource: memory."}
+    ]
     with pytest.raises(JobTransientFailure) as info:
         run(api)
     assert isinstance(info.value, Transient)

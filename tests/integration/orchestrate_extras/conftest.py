@@ -1,0 +1,160 @@
+"""An in-process orchestrator with tokens, a webhook receiver and a real SMTP server (aiosmtpd)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from fastapi.testclient import TestClient
+
+from services.orchestrator.app import create_app
+from services.orchestrator.auth import hash_token
+from services.orchestrator.settings import (
+    AlertSettings,
+    AuthSettings,
+    ExecutionSettings,
+    OrchestratorSettings,
+    PipelineSettings,
+    SchedulerSettings,
+    StateSettings,
+    TokenEntry,
+)
+
+OPERATOR = "extras-operator-token-0123456789"
+VIEWER = "extras-viewer-token-0123456789"
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@dataclass
+class Inbox:
+    """Everything the fake webhook and SMTP servers received."""
+
+    webhooks: list[dict[str, Any]] = field(default_factory=list)
+    mails: list[Message] = field(default_factory=list)
+    webhook_status: int = 200
+
+    def wait(self, predicate: Callable[[Inbox], bool], timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate(self):
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"not received within {timeout}s: {self.webhooks} {self.mails}")
+
+
+@dataclass
+class Receivers:
+    inbox: Inbox
+    webhook_url: str
+    smtp_port: int
+
+
+@pytest.fixture
+def receivers() -> Iterator[Receivers]:
+    inbox = Inbox()
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            inbox.webhooks.append(json.loads(self.rfile.read(length)))
+            self.send_response(inbox.webhook_status)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *_args: Any) -> None:
+            pass
+
+    http = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+
+    class Mailbox:
+        async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:
+            inbox.mails.append(message_from_bytes(envelope.content))
+            return "250 Message accepted for delivery"
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        smtp_port = sock.getsockname()[1]
+    smtp = Controller(Mailbox(), hostname="127.0.0.1", port=smtp_port)
+    smtp.start()
+    yield Receivers(inbox, f"http://127.0.0.1:{http.server_address[1]}/hook", smtp_port)
+    smtp.stop()
+    http.shutdown()
+    http.server_close()
+
+
+def make_settings(tmp_path: Path, smtp_port: int = 25, **overrides: Any) -> OrchestratorSettings:
+    values: dict[str, Any] = {
+        "state": StateSettings(url=f"sqlite:///{tmp_path / 'state.db'}"),
+        "pipelines": PipelineSettings(dir=tmp_path / "pipelines"),
+        "execution": ExecutionSettings(
+            poll_seconds=0.1,
+            heartbeat_seconds=0.2,
+            heartbeat_timeout_seconds=5,
+            unit_retry_backoff_seconds=0.05,
+        ),
+        "scheduler": SchedulerSettings(enabled=False, lease_seconds=3),
+        "auth": AuthSettings(
+            tokens=[
+                TokenEntry(name="ops", sha256=hash_token(OPERATOR), role="operator"),
+                TokenEntry(name="dash", sha256=hash_token(VIEWER), role="viewer"),
+            ]
+        ),
+        "alerts": AlertSettings(
+            smtp_port=smtp_port, check_seconds=0.2, base_url="http://sluice.test"
+        ),
+    }
+    values.update(overrides)
+    return OrchestratorSettings(**values)
+
+
+@pytest.fixture
+def orchestrator(tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
+    """``start(pipelines: {file: yaml}, smtp_port=..., **settings)``: a client with no token set."""
+    clients: list[TestClient] = []
+
+    def start(pipelines: dict[str, str], smtp_port: int = 25, **overrides: Any) -> TestClient:
+        directory = tmp_path / "pipelines"
+        directory.mkdir(exist_ok=True)
+        for name, text in pipelines.items():
+            (directory / name).write_text(text)
+        client = TestClient(create_app(make_settings(tmp_path, smtp_port, **overrides)))
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield start
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+def wait_final(client: TestClient, run_id: str, timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run: dict[str, Any] = client.get(f"/api/v1/runs/{run_id}", headers=auth(VIEWER)).json()
+        if run["status"] in ("succeeded", "failed", "cancelled", "skipped"):
+            return run
+        time.sleep(0.1)
+    raise AssertionError(f"run {run_id} did not finish within {timeout}s")
+
+
+def trigger(client: TestClient, pipeline: str) -> str:
+    reply = client.post(f"/api/v1/pipelines/{pipeline}/runs", headers=auth(OPERATOR), json={})
+    assert reply.status_code == 202, reply.text
+    run_id: str = reply.json()["run_id"]
+    return run_id
