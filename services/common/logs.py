@@ -65,6 +65,8 @@ class _EcsFormatter(ecs_logging.StdlibFormatter):
         result.setdefault("service", {})["name"] = self.service
         result.setdefault("event", {})["dataset"] = f"sluice.{self.service}"
         result.pop("service_name", None)
+        # uvicorn adds an ANSI-coloured copy of its message as an extra; it is not ECS.
+        result.pop("color_message", None)
         return result
 
 
