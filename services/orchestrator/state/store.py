@@ -481,6 +481,7 @@ def run_to_dict(run: Run, *, with_units: bool) -> dict[str, Any]:
         "duration_seconds": (finished - started).total_seconds() if started and finished else None,
         "error": run.error,
         "cancel_requested": run.cancel_requested,
+        "owner": run.owner,
         "tasks": tasks,
     }
     if with_units:
