@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from services.common import lineage
 from services.common.errors import BadInput
 from services.common.spec.source import SourceOptions
 from services.extractor.readers import schema as schemas
@@ -111,49 +113,59 @@ class DelimitedReader:
                 return "skip"
             return "error"
 
-        read_options = pacsv.ReadOptions(
-            block_size=limits.block_bytes,
-            skip_rows=header_lines,
-            column_names=names,
-            encoding=pyarrow_encoding(encoding),
-            use_threads=True,
-        )
-        parse_options = pacsv.ParseOptions(
-            delimiter=delimiter,
-            quote_char=options.quotechar,
-            newlines_in_values=True,
-            invalid_row_handler=on_invalid,
-        )
-        convert_options = pacsv.ConvertOptions(
-            column_types={name: pa.string() for name in names},
-            null_values=schemas.null_values(options),
-            strings_can_be_null=True,
-            quoted_strings_can_be_null=False,
-        )
-        file = str(path)
-        schema: pa.Schema | None = None
-        next_line = header_lines + 1
-        rows = 0
-        try:
-            reader = pacsv.open_csv(
+        def open_reader(types: dict[str, pa.DataType]) -> pacsv.CSVStreamingReader:
+            return pacsv.open_csv(
                 path,
-                read_options=read_options,
-                parse_options=parse_options,
-                convert_options=convert_options,
+                read_options=pacsv.ReadOptions(
+                    block_size=limits.block_bytes,
+                    skip_rows=header_lines,
+                    column_names=names,
+                    encoding=pyarrow_encoding(encoding),
+                    use_threads=True,
+                ),
+                parse_options=pacsv.ParseOptions(
+                    delimiter=delimiter,
+                    quote_char=options.quotechar,
+                    newlines_in_values=True,
+                    invalid_row_handler=on_invalid,
+                ),
+                convert_options=pacsv.ConvertOptions(
+                    column_types=types,
+                    null_values=schemas.null_values(options),
+                    strings_can_be_null=True,
+                    quoted_strings_can_be_null=False,
+                    true_values=["true", "True", "TRUE"],
+                    false_values=["false", "False", "FALSE"],
+                ),
             )
-            for raw in reader:
-                if raw.num_rows == 0:
-                    continue
-                if options.max_rows is not None and rows + raw.num_rows > options.max_rows:
-                    raw = raw.slice(0, options.max_rows - rows)
-                lines, next_line = _line_numbers(raw, next_line)
-                if schema is None:
-                    schema = schemas.plan_schema(raw, options)
-                batch = schemas.convert(raw, schema, lines, options, file=file)
-                rows += batch.num_rows
-                yield from rebatch(batch, limits.batch_bytes)
-                if options.max_rows is not None and rows >= options.max_rows:
-                    break
+
+        file = str(path)
+        strings = {name: pa.string() for name in names}
+        try:
+            reader = open_reader(strings)
+            first = next((b for b in reader if b.num_rows), None)
+            if first is None:
+                return
+            lines, _ = _line_numbers(first, header_lines + 1)
+            schema, _ = schemas.plan_and_convert(first, lines, options, file=file)
+            reader.close()
+            native = schemas.native_types(schema, options)
+            if native is not None:
+                # pyarrow converts the planned types itself (in parallel, no extra pass): the
+                # fast path. If the first block still does not fit (e.g. padded numbers),
+                # nothing has been emitted yet, so fall back to strings plus our converter.
+                batches = self._typed(open_reader(native), schema, header_lines, options)
+                emitted = False
+                try:
+                    for batch in batches:
+                        emitted = True
+                        yield from rebatch(batch, limits.batch_bytes)
+                    return
+                except pa.ArrowInvalid as exc:
+                    if emitted or "conversion error" not in str(exc):
+                        raise
+            reader = open_reader(strings)
+            yield from self._converted(reader, schema, header_lines, options, limits, file)
         except pa.ArrowInvalid as exc:
             if "Empty CSV file" in str(exc):
                 return
@@ -163,13 +175,58 @@ class DelimitedReader:
                 f"not valid {encoding} text ({exc.reason}); set source.options.encoding",
                 file=file,
             ) from None
-        if skipped:
-            log.warning(
-                "skipped %d ragged rows in %s (on_bad_row: skip); first: %r",
-                len(skipped),
-                path.name,
-                skipped[0],
-            )
+        finally:
+            if skipped:
+                log.warning(
+                    "skipped %d ragged rows in %s (on_bad_row: skip); first: %r",
+                    len(skipped),
+                    path.name,
+                    skipped[0],
+                )
+
+    def _typed(
+        self,
+        reader: pacsv.CSVStreamingReader,
+        schema: pa.Schema,
+        header_lines: int,
+        options: SourceOptions,
+    ) -> Iterator[pa.RecordBatch]:
+        next_line = header_lines + 1
+        rows = 0
+        for typed in reader:
+            if typed.num_rows == 0:
+                continue
+            if options.max_rows is not None and rows + typed.num_rows > options.max_rows:
+                typed = typed.slice(0, options.max_rows - rows)
+            lines, next_line = _line_numbers(typed, next_line)
+            batch = typed.append_column(schema.field(lineage.LINE), lines)
+            rows += batch.num_rows
+            yield batch
+            if options.max_rows is not None and rows >= options.max_rows:
+                return
+
+    def _converted(
+        self,
+        reader: pacsv.CSVStreamingReader,
+        schema: pa.Schema,
+        header_lines: int,
+        options: SourceOptions,
+        limits: ReadLimits,
+        file: str,
+    ) -> Iterator[pa.RecordBatch]:
+        next_line = header_lines + 1
+        rows = 0
+        for raw in reader:
+            if raw.num_rows == 0:
+                continue
+            if options.max_rows is not None and rows + raw.num_rows > options.max_rows:
+                raw = raw.slice(0, options.max_rows - rows)
+            lines, next_line = _line_numbers(raw, next_line)
+            batch = schemas.convert(raw, schema, lines, options, file=file)
+            rows += batch.num_rows
+            yield from rebatch(batch, limits.batch_bytes)
+            if options.max_rows is not None and rows >= options.max_rows:
+                return
 
     def _explain(
         self,
@@ -181,6 +238,20 @@ class DelimitedReader:
         limits: ReadLimits,
     ) -> BadInput:
         text = str(exc)
+        conversion = re.search(
+            r"column #(\d+): CSV conversion error to ([^:]+): invalid value '(.*)'", text
+        )
+        if conversion:
+            index, type_name, value = conversion.groups()
+            line, column = _find_value(path, encoding, delimiter, options, int(index), value)
+            return BadInput(
+                f"value {value!r} is not {type_name} (inferred from the rows before it); declare "
+                f"the column in source.options.column_types (e.g. {column}: string), add the "
+                "value to null_values, or fix the file",
+                file=str(path),
+                line=line,
+                column=column,
+            )
         if "straddling" in text or "block size" in text:
             line = _find_long_line(path, encoding, limits.block_bytes)
             return BadInput(
@@ -203,6 +274,8 @@ def _line_numbers(raw: pa.RecordBatch, first_line: int) -> tuple[pa.Array, int]:
     """Physical line of each record and the line after the batch (quoted newlines counted)."""
     spans = np.ones(raw.num_rows, dtype=np.int64)
     for column in raw.columns:
+        if not pa.types.is_string(column.type):
+            continue  # numbers, dates and booleans never hold a quoted newline
         counts = pc.count_substring(column, "\n")
         if pc.max(counts).as_py():
             spans += counts.fill_null(0).to_numpy(zero_copy_only=False)
@@ -242,3 +315,23 @@ def _find_ragged_line(
                 many = "too many" if len(row) > expected else "too few"
                 return start, f"expected {expected} fields, found {len(row)} ({many})"
     return None, ""
+
+
+def _find_value(
+    path: Path, encoding: str, delimiter: str, options: SourceOptions, index: int, value: str
+) -> tuple[int | None, str | None]:
+    """Line and column name of the first record whose field ``index`` is ``value``."""
+    with _open_text(path, encoding) as handle:
+        for _ in range(options.skip_rows):
+            handle.readline()
+        reader = csv.reader(handle, delimiter=delimiter, quotechar=options.quotechar)
+        header = next(reader, None) if options.header else None
+        names = dedupe(header) if header else []
+        column = names[index] if index < len(names) else f"f{index}"
+        previous_end = options.skip_rows + (1 if options.header else 0)
+        for row in reader:
+            start = previous_end + 1
+            previous_end = reader.line_num + options.skip_rows
+            if index < len(row) and row[index] == value:
+                return start, column
+    return None, column

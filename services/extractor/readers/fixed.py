@@ -86,8 +86,9 @@ class FixedWidthReader:
                     fields.append(pc.if_else(pc.is_in(value, value_set=nulls), None, value))
                 raw = pa.RecordBatch.from_arrays(fields, names=[c.name for c in layout])
                 if schema is None:
-                    schema = schemas.plan_schema(raw, options)
-                batch = schemas.convert(raw, schema, lines, options, file=str(path))
+                    schema, batch = schemas.plan_and_convert(raw, lines, options, file=str(path))
+                else:
+                    batch = schemas.convert(raw, schema, lines, options, file=str(path))
                 rows += batch.num_rows
                 yield from rebatch(batch, limits.batch_bytes)
                 if options.max_rows is not None and rows >= options.max_rows:

@@ -2,7 +2,7 @@
 
 Text readers tokenize every field as a string (pyarrow does that fast and in bounded memory) and
 hand the string batches here. The first batch is the sample: each column gets the narrowest type
-all its sampled values fit (int64, float64, timestamp, date, bool, else string), unless the task
+all its values fit (int64, float64, timestamp, date, bool, else string), unless the task
 declares the type in ``column_types``. Every later batch is converted to exactly that schema, so
 the schema never changes mid-unit; a later value that does not fit fails the unit with its line,
 column and value instead of silently becoming null.
@@ -34,6 +34,8 @@ _DECLARED: dict[str, pa.DataType] = {
     "timestamp": pa.timestamp("us"),
 }
 _NUMERIC = (pa.int64(), pa.float64())
+SAMPLE_ROWS = 10_000
+"""Rows of the first batch types are first tried on."""
 
 
 def null_values(options: SourceOptions) -> list[str]:
@@ -100,6 +102,37 @@ def plan_schema(sample: pa.RecordBatch, options: SourceOptions) -> pa.Schema:
         fields.append(pa.field(name, target))
     fields.append(pa.field(lineage.LINE, pa.int64()))
     return pa.schema(fields)
+
+
+def native_types(schema: pa.Schema, options: SourceOptions) -> dict[str, pa.DataType] | None:
+    """Column types pyarrow's csv reader can convert itself, or None when ours must.
+
+    pyarrow knows neither a decimal comma nor thousands separators.
+    """
+    types = {f.name: f.type for f in schema if f.name != lineage.LINE}
+    numeric = any(t in _NUMERIC for t in types.values())
+    if numeric and (options.decimal != "." or options.thousands):
+        return None
+    return types
+
+
+def plan_and_convert(
+    raw: pa.RecordBatch, lines: pa.Array, options: SourceOptions, *, file: str
+) -> tuple[pa.Schema, pa.RecordBatch]:
+    """Schema and converted batch for a unit's first batch.
+
+    Types are tried on the first ``SAMPLE_ROWS`` rows (failed casts are the slow part of
+    inference); if a later row of the same first batch does not fit, the plan is widened by
+    inferring over the whole batch, which is safe because nothing has been emitted yet.
+    """
+    schema = plan_schema(raw.slice(0, SAMPLE_ROWS), options)
+    try:
+        return schema, convert(raw, schema, lines, options, file=file)
+    except BadInput:
+        if raw.num_rows <= SAMPLE_ROWS:
+            raise
+    schema = plan_schema(raw, options)
+    return schema, convert(raw, schema, lines, options, file=file)
 
 
 def convert(

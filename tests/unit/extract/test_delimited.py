@@ -205,3 +205,17 @@ def test_fixed_width_without_layout_is_an_error(tmp_path: Path) -> None:
 def test_max_rows_limits_a_unit(tmp_path: Path) -> None:
     path = write(tmp_path / "m.csv", "a\n" + "\n".join(map(str, range(100))) + "\n")
     assert read_table(path, max_rows=10).num_rows == 10
+
+
+def test_padded_numbers_fall_back_to_the_converter(tmp_path: Path) -> None:
+    table = read_table(write(tmp_path / "p.csv", "a,b\n 1 , 2.5\n2,3\n"))
+    assert table.column("a").to_pylist() == [1, 2]
+    assert table.column("b").to_pylist() == [2.5, 3.0]
+
+
+def test_late_bad_value_on_the_fast_path_names_line_and_column(tmp_path: Path) -> None:
+    rows = [f"{i},2026-01-01" for i in range(60_000)] + ["60000,soon"]
+    path = write(tmp_path / "d.csv", "id,day\n" + "\n".join(rows) + "\n")
+    with pytest.raises(BadInput) as caught:
+        read_table(path, batch_bytes=64 * 1024)
+    assert (caught.value.context.line, caught.value.context.column) == (60_002, "day")

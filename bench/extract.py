@@ -1,0 +1,320 @@
+"""Extraction benchmark: the extractor service against the raw parsers, in the same run.
+
+For each format it times
+  - ``raw``: the bare parser (pyarrow's streaming csv reader with its own type inference;
+    python-calamine's ``to_python`` for xlsx / xls),
+  - ``reader``: Sluice's reader in-process (typed batches with ``_sluice_line``),
+  - ``service``: a real extractor process, ``Discover`` + ``Pull`` over gRPC on loopback, the
+    batches decoded by the client,
+and prints rows/s, MB/s (of the source file) and the service/raw ratio (target >= 0.80).
+Then it pulls one large csv through the service and reports the extractor's peak RSS (VmHWM,
+target < 400 MB whatever the file size).
+
+Sizes (environment):
+  SLUICE_BENCH_CSV_ROWS    rows of the csv throughput file       (default 1,000,000)
+  SLUICE_BENCH_EXCEL_ROWS  rows of the xlsx / xls files          (default 60,000; xls max 65,535)
+  SLUICE_BENCH_BIG_MB      size of the large csv for peak RSS    (default 1024 = 1 GiB)
+  SLUICE_BENCH_DIR         where the generated files go          (default: a temporary directory)
+A quick run: SLUICE_BENCH_CSV_ROWS=200000 SLUICE_BENCH_EXCEL_ROWS=10000 SLUICE_BENCH_BIG_MB=64.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import numpy as np
+import openpyxl
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import python_calamine as calamine
+import xlwt
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from services.common.codec import from_message  # noqa: E402
+from services.common.proto.sluice.v1 import (  # noqa: E402
+    data_pb2,
+    extractor_pb2,
+    extractor_pb2_grpc,
+)
+from services.common.spec.source import SourceOptions  # noqa: E402
+from services.extractor.readers import ReadLimits, read_batches  # noqa: E402
+
+CSV_ROWS = int(os.environ.get("SLUICE_BENCH_CSV_ROWS", "1000000"))
+EXCEL_ROWS = min(int(os.environ.get("SLUICE_BENCH_EXCEL_ROWS", "60000")), 65_000)
+BIG_MB = int(os.environ.get("SLUICE_BENCH_BIG_MB", "1024"))
+TARGET_RATIO = 0.80
+TARGET_RSS_MB = 400
+
+
+def csv_block(rows: int, start: int, seed: int) -> pa.Table:
+    """10 mixed columns: ints, floats, strings, timestamps, bools."""
+    rng = np.random.default_rng(seed)
+    ids = np.arange(start, start + rows)
+    base = np.datetime64("2026-01-01T00:00:00")
+    return pa.table(
+        {
+            "id": ids,
+            "store": rng.integers(1, 500, rows),
+            "amount": np.round(rng.random(rows) * 1000, 2),
+            "qty": rng.integers(1, 20, rows),
+            "product": pa.array(np.array(["coffee", "juice", "bagel", "cake"])[ids % 4]),
+            "sold_at": (base + rng.integers(0, 86_400 * 300, rows).astype("timedelta64[s]")),
+            "paid": rng.random(rows) > 0.5,
+            "discount": np.round(rng.random(rows) * 0.3, 3),
+            "note": pa.array([f"receipt {i}" for i in ids]),
+            "region": pa.array(np.array(["north", "south", "east", "west"])[ids % 4]),
+        }
+    )
+
+
+def write_csv(path: Path, rows: int) -> None:
+    with pacsv.CSVWriter(path, csv_block(1, 0, 0).schema) as writer:
+        for start in range(0, rows, 200_000):
+            writer.write_table(csv_block(min(200_000, rows - start), start, start))
+
+
+def write_big_csv(path: Path, megabytes: int) -> int:
+    """Repeats one 200,000-row block until the file reaches ``megabytes``; returns rows."""
+    block = csv_block(200_000, 0, 1)
+    sink = pa.BufferOutputStream()
+    pacsv.write_csv(block, sink, write_options=pacsv.WriteOptions(include_header=False))
+    body = sink.getvalue().to_pybytes()
+    header = ",".join(block.column_names).encode() + b"\n"
+    rows = 0
+    with path.open("wb") as out:
+        out.write(header)
+        while out.tell() < megabytes * 1024 * 1024:
+            out.write(body)
+            rows += block.num_rows
+    return rows
+
+
+def excel_rows(rows: int) -> Iterator[list[object]]:
+    yield [
+        "id",
+        "store",
+        "amount",
+        "qty",
+        "product",
+        "sold_at",
+        "paid",
+        "discount",
+        "note",
+        "region",
+    ]
+    for i in range(rows):
+        yield [i, i % 500, (i % 1000) + 0.25, i % 20, "coffee", dt.datetime(2026, 1, 1 + i % 28),
+               i % 2 == 0, 0.1, f"receipt {i}", "north"]  # fmt: skip
+
+
+def write_xlsx(path: Path, rows: int) -> None:
+    book = openpyxl.Workbook(write_only=True)
+    sheet = book.create_sheet("Data")
+    for row in excel_rows(rows):
+        sheet.append(row)
+    book.save(path)
+
+
+def write_xls(path: Path, rows: int) -> None:
+    book = xlwt.Workbook()
+    sheet = book.add_sheet("Data")
+    date = xlwt.easyxf(num_format_str="YYYY-MM-DD")
+    for r, row in enumerate(excel_rows(rows)):
+        for c, value in enumerate(row):
+            if isinstance(value, dt.datetime):
+                sheet.write(r, c, value, date)
+            else:
+                sheet.write(r, c, value)
+    book.save(str(path))
+
+
+def raw_csv(path: Path) -> int:
+    reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=16 * 1024 * 1024))
+    return sum(batch.num_rows for batch in reader)
+
+
+def raw_calamine(path: Path) -> int:
+    sheet = calamine.CalamineWorkbook.from_path(str(path)).get_sheet_by_index(0)
+    return len(sheet.to_python()) - 1
+
+
+def sluice_reader(path: Path) -> int:
+    limits = ReadLimits()
+    return sum(
+        b.num_rows
+        for b in read_batches(path, "auto", SourceOptions(), limits.batch_bytes, limits=limits)
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Service:
+    """A real extractor process on loopback."""
+
+    def __init__(self, workdir: Path) -> None:
+        port = free_port()
+        env = {
+            **os.environ,
+            "SLUICE_GRPC__HOST": "127.0.0.1",
+            "SLUICE_GRPC__PORT": str(port),
+            "SLUICE_METRICS__ENABLED": "false",
+            "SLUICE_LOG__LEVEL": "WARNING",
+            "SLUICE_WORK_DIR": str(workdir),
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "services.extractor"], cwd=ROOT, env=env
+        )
+        options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=options)
+        grpc.channel_ready_future(self.channel).result(timeout=60)
+        self.stub = extractor_pb2_grpc.ExtractorStub(self.channel)
+
+    def pull(self, path: Path) -> int:
+        source = {"uri": path.as_uri()}
+        units = self.stub.Discover(
+            extractor_pb2.DiscoverRequest(source_spec_json=json.dumps(source)), timeout=600
+        ).units
+        task = {
+            "id": "bench",
+            "type": "etl",
+            "source": source,
+            "destination": {"uri": "duckdb:///unused.duckdb", "table": "t"},
+        }
+        rows = 0
+        for unit in units:
+            request = data_pb2.UnitRequest(unit=unit, task_spec_json=json.dumps(task))
+            for message in self.stub.Pull(request, timeout=3600):
+                rows += from_message(message).num_rows
+        return rows
+
+    def peak_rss_mb(self) -> float:
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        line = next(x for x in status.splitlines() if x.startswith("VmHWM:"))
+        return int(line.split()[1]) / 1024
+
+    def close(self) -> None:
+        self.channel.close()
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+@dataclass
+class Result:
+    fmt: str
+    path: str
+    rows: int
+    seconds: float
+    megabytes: float
+
+
+def timed(fmt: str, label: str, path: Path, run: Callable[[Path], int]) -> Result:
+    best: Result | None = None
+    for _ in range(2):  # best of two: the first pass also warms the page cache
+        started = time.perf_counter()
+        rows = run(path)
+        result = Result(fmt, label, rows, time.perf_counter() - started, path.stat().st_size / 1e6)
+        if best is None or result.seconds < best.seconds:
+            best = result
+    assert best is not None
+    return best
+
+
+@contextmanager
+def bench_dir() -> Iterator[Path]:
+    configured = os.environ.get("SLUICE_BENCH_DIR")
+    if configured:
+        Path(configured).mkdir(parents=True, exist_ok=True)
+        yield Path(configured)
+        return
+    directory = Path(tempfile.mkdtemp(prefix="sluice-bench-"))
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def main() -> int:
+    with bench_dir() as directory:
+        files = {
+            "csv": directory / "bench.csv",
+            "xlsx": directory / "bench.xlsx",
+            "xls": directory / "bench.xls",
+        }
+        print(f"generating files in {directory} ...", flush=True)
+        write_csv(files["csv"], CSV_ROWS)
+        write_xlsx(files["xlsx"], EXCEL_ROWS)
+        write_xls(files["xls"], EXCEL_ROWS)
+        work = directory / "work"
+        work.mkdir(exist_ok=True)
+        service = Service(work)
+        failed = False
+        try:
+            results: list[Result] = []
+            for fmt, path in files.items():
+                raw = raw_csv if fmt == "csv" else raw_calamine
+                results.append(timed(fmt, "raw", path, raw))
+                results.append(timed(fmt, "reader", path, sluice_reader))
+                results.append(timed(fmt, "service", path, service.pull))
+            print()
+            print(
+                f"{'format':<7}{'path':<9}{'rows':>11}{'MB':>9}{'s':>8}{'rows/s':>12}{'MB/s':>8}{'vs raw':>8}"
+            )
+            raw_speed: dict[str, float] = {}
+            for r in results:
+                speed = r.rows / r.seconds
+                if r.path == "raw":
+                    raw_speed[r.fmt] = speed
+                ratio = speed / raw_speed[r.fmt]
+                print(
+                    f"{r.fmt:<7}{r.path:<9}{r.rows:>11,}{r.megabytes:>9.1f}{r.seconds:>8.2f}"
+                    f"{speed:>12,.0f}{r.megabytes / r.seconds:>8.1f}{ratio:>8.2f}"
+                )
+                if r.path == "service" and ratio < TARGET_RATIO:
+                    failed = True
+            service.close()
+
+            big = directory / "big.csv"
+            print(f"\nwriting a {BIG_MB} MB csv ...", flush=True)
+            big_rows = write_big_csv(big, BIG_MB)
+            service = Service(work)
+            started = time.perf_counter()
+            rows = service.pull(big)
+            seconds = time.perf_counter() - started
+            peak = service.peak_rss_mb()
+            assert rows == big_rows, (rows, big_rows)
+            size_mb = big.stat().st_size / 1e6
+            print(
+                f"large csv: {size_mb:,.0f} MB, {rows:,} rows in {seconds:.1f}s "
+                f"({rows / seconds:,.0f} rows/s, {size_mb / seconds:.1f} MB/s) through the service; "
+                f"extractor peak RSS {peak:.0f} MB (target < {TARGET_RSS_MB} MB)"
+            )
+            failed = failed or peak >= TARGET_RSS_MB
+        finally:
+            service.close()
+    print(f"\ntargets: service >= {TARGET_RATIO:.0%} of raw, peak RSS < {TARGET_RSS_MB} MB: "
+          f"{'met' if not failed else 'NOT met'}")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
