@@ -29,7 +29,7 @@ from services.orchestrator import alerts_api, api, events, pages
 from services.orchestrator.auth import Authenticator
 from services.orchestrator.clients import DataPlane
 from services.orchestrator.executor import RunExecutor
-from services.orchestrator.metrics import seed_last_success
+from services.orchestrator.metrics import QUEUED_RUNS, seed_last_success
 from services.orchestrator.registry import PipelineRegistry
 from services.orchestrator.runtime import Runtime
 from services.orchestrator.scheduler import LeaseKeeper, Scheduler, default_replica_id
@@ -62,6 +62,7 @@ async def _start(settings: OrchestratorSettings) -> tuple[Runtime, list[asyncio.
     registry = PipelineRegistry(settings.pipelines.dir)
     registry.reload()
     await asyncio.to_thread(seed_last_success, store, list(registry.pipelines))
+    QUEUED_RUNS.watch(store.queued_counts)
     dataplane = DataPlane(settings)
     replica_id = settings.scheduler.replica_id or default_replica_id()
     executor = RunExecutor(settings, store, registry, dataplane, owner=replica_id)

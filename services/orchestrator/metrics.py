@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -132,3 +134,38 @@ LEADER = Gauge(
     "sluice_scheduler_leader",
     "1 while this orchestrator replica holds the scheduler lease (schedules and executes runs).",
 )
+
+
+class QueuedRunsCollector(Collector):
+    """``sluice_queued_runs{pipeline}``: runs waiting in the state DB, read at scrape time.
+
+    Counted from the shared state DB rather than tracked in memory, so every replica reports the
+    same numbers whoever queued the runs (API, scheduler, GCS events, another replica).
+    """
+
+    NAME = "sluice_queued_runs"
+    HELP = "Runs waiting in the queue (state DB), per pipeline."
+
+    def __init__(self) -> None:
+        self.source: Callable[[], dict[str, int]] | None = None
+
+    def watch(self, source: Callable[[], dict[str, int]]) -> None:
+        """Read the counts from ``source`` (e.g. ``Store.queued_counts``) at every scrape."""
+        self.source = source
+
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(self.NAME, self.HELP, labels=["pipeline"])
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(self.NAME, self.HELP, labels=["pipeline"])
+        try:
+            counts = self.source() if self.source else {}
+        except Exception:  # the state DB is down: counted in STATE_DB_ERRORS, scrape goes on
+            counts = {}
+        for pipeline, count in sorted(counts.items()):
+            family.add_metric([pipeline], count)
+        yield family
+
+
+QUEUED_RUNS = QueuedRunsCollector()
+REGISTRY.register(QUEUED_RUNS)

@@ -236,6 +236,16 @@ class Store:
             ).all()
         return {r[0]: int(r[1]) for r in rows}
 
+    def queued_counts(self) -> dict[str, int]:
+        """Runs in state queued, per pipeline (for the queued-runs metric)."""
+        with self.session() as session:
+            rows = session.execute(
+                select(Run.pipeline, func.count())
+                .where(Run.status == "queued")
+                .group_by(Run.pipeline)
+            ).all()
+        return {r[0]: int(r[1]) for r in rows}
+
     def claim_run(self, run_id: str, owner: str) -> bool:
         """Move a queued run to running, owned by ``owner``; False when someone else won."""
         now = utcnow()
@@ -271,21 +281,28 @@ class Store:
                     adopted.append(run_id)
         return adopted
 
-    def heartbeat(self, owner: str, run_ids: Sequence[str]) -> set[str]:
-        """Refresh the heartbeat of our runs; returns those whose cancellation was requested."""
+    def heartbeat(self, owner: str, run_ids: Sequence[str]) -> tuple[set[str], set[str]]:
+        """Refresh the heartbeat of our runs.
+
+        Returns:
+            The runs whose cancellation was requested, and the runs we no longer own (another
+            replica adopted them while our heartbeats did not reach the database).
+        """
         if not run_ids:
-            return set()
+            return set(), set()
+        ids = list(run_ids)
         with self.session() as session:
             session.execute(
                 update(Run)
-                .where(Run.id.in_(list(run_ids)), Run.owner == owner, Run.status == "running")
+                .where(Run.id.in_(ids), Run.owner == owner, Run.status == "running")
                 .values(heartbeat_at=utcnow())
             )
-            return set(
-                session.scalars(
-                    select(Run.id).where(Run.id.in_(list(run_ids)), Run.cancel_requested)
-                )
-            )
+            rows = session.execute(
+                select(Run.id, Run.owner, Run.status, Run.cancel_requested).where(Run.id.in_(ids))
+            ).all()
+        cancel = {r[0] for r in rows if r[3] and r[1] == owner}
+        lost = {r[0] for r in rows if r[1] != owner or r[2] != "running"}
+        return cancel, lost
 
     def request_cancel(self, run_id: str) -> str:
         """Cancel a queued run at once, or flag a running one for its owner.
