@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -98,7 +99,10 @@ class DuckDBSink:
             con = self._connect()
             try:
                 con.begin()
-                cursor = con.execute(sql, params or None)
+                # DuckDB refuses named parameters the statement does not use, and every run
+                # offers the whole run context ($ds, $run_id, ...): bind only those named.
+                used = {k: v for k, v in params.items() if re.search(rf"\${re.escape(k)}\b", sql)}
+                cursor = con.execute(sql, used or None)
                 try:
                     result = cursor.fetchall()
                     affected = (
