@@ -12,6 +12,7 @@ apiVersion: apps/v1
 kind: Deployment
 metadata:
   name: {{ include "sluice.component" . }}
+  namespace: {{ .root.Release.Namespace }}
   labels:
     {{- include "sluice.componentLabels" . | nindent 4 }}
 spec:
@@ -184,6 +185,7 @@ apiVersion: v1
 kind: Service
 metadata:
   name: {{ include "sluice.component" . }}
+  namespace: {{ .root.Release.Namespace }}
   labels:
     {{- include "sluice.componentLabels" . | nindent 4 }}
     sluice.io/metrics: "true"
@@ -219,6 +221,7 @@ apiVersion: autoscaling/v2
 kind: HorizontalPodAutoscaler
 metadata:
   name: {{ include "sluice.component" . }}
+  namespace: {{ .root.Release.Namespace }}
   labels:
     {{- include "sluice.componentLabels" . | nindent 4 }}
 spec:
@@ -254,6 +257,7 @@ apiVersion: policy/v1
 kind: PodDisruptionBudget
 metadata:
   name: {{ include "sluice.component" . }}
+  namespace: {{ .root.Release.Namespace }}
   labels:
     {{- include "sluice.componentLabels" . | nindent 4 }}
 spec:
@@ -271,6 +275,7 @@ apiVersion: v1
 kind: ServiceAccount
 metadata:
   name: {{ include "sluice.serviceAccountName" . }}
+  namespace: {{ .root.Release.Namespace }}
   labels:
     {{- include "sluice.componentLabels" . | nindent 4 }}
   {{- if or $values.serviceAccount.gcpServiceAccount $values.serviceAccount.annotations }}
