@@ -76,6 +76,7 @@ class RunExecutor:
         self.on_task_finished: list[TaskListener] = []
         """Lifecycle hooks per task."""
         self._cancel_requested: set[str] = set()
+        self._lost: set[str] = set()
         self._wakeup = asyncio.Event()
         self._stopping = False
 
@@ -125,9 +126,18 @@ class RunExecutor:
         return adopted
 
     async def heartbeat_once(self) -> None:
-        """Refresh our runs' heartbeats and act on cancel requests made on other replicas."""
-        requested = await asyncio.to_thread(self.store.heartbeat, self.owner, list(self.active))
-        for run_id in requested:
+        """Refresh our runs' heartbeats; act on cancel requests made on other replicas, and stop
+        runs another replica adopted (our heartbeats did not reach the database in time)."""
+        requested, lost = await asyncio.to_thread(
+            self.store.heartbeat, self.owner, list(self.active)
+        )
+        for run_id in lost:
+            task = self.active.get(run_id)
+            if task is not None and run_id not in self._lost:
+                log.warning("run %s is no longer ours (adopted elsewhere): stopping it", run_id)
+                self._lost.add(run_id)
+                task.cancel()
+        for run_id in requested - lost:
             task = self.active.get(run_id)
             if task is not None and run_id not in self._cancel_requested:
                 log.info("cancel requested for run %s", run_id)
@@ -168,6 +178,7 @@ class RunExecutor:
     def _forget(self, run_id: str) -> None:
         self.active.pop(run_id, None)
         self._cancel_requested.discard(run_id)
+        self._lost.discard(run_id)
         self.wake()  # a slot is free: maybe a queued run of the same pipeline can start
 
     async def cancel(self, run_id: str) -> bool:
@@ -204,6 +215,10 @@ class RunExecutor:
         status = "failed"
         with bind_context(run_id=run_id, pipeline=pipeline_name, trace_id=run_id):
             try:
+                if run.get("cancel_requested"):
+                    # Cancelled while its previous owner was dead: nothing left to stop.
+                    self._cancel_requested.add(run_id)
+                    raise asyncio.CancelledError
                 pipeline = self.registry.get(pipeline_name)
                 await asyncio.to_thread(self.store.set_run_status, run_id, "running")
                 created = datetime.fromisoformat(run["created_at"])
@@ -215,7 +230,9 @@ class RunExecutor:
                 await asyncio.to_thread(self.store.set_run_status, run_id, status, error)
                 log.info("run %s", status)
             except asyncio.CancelledError:
-                if run_id in self._cancel_requested:
+                if run_id in self._lost:
+                    status = "requeued"  # its new owner reports the outcome
+                elif run_id in self._cancel_requested:
                     status = "cancelled"
                     await asyncio.to_thread(self._mark_cancelled, run_id)
                     log.info("run cancelled")

@@ -97,4 +97,4 @@ def test_retry_delay_is_exponential_with_bounded_jitter(attempt: int) -> None:
     delays = [executor.retry_delay(pipeline, attempt) for _ in range(200)]
     nominal = min(2 ** (attempt - 1), 20)
     assert all(0.5 * nominal <= d <= min(1.5 * nominal, 20) for d in delays)
-    assert len({round(d, 6) for d in delays}) > 100  # jittered, not a constant
+    assert len({round(d, 6) for d in delays if d < 20}) > 50  # jittered, not a constant
