@@ -8,6 +8,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from prometheus_client import REGISTRY
 
 from services.orchestrator.registry import PipelineRegistry
 from services.orchestrator.schedule import fire_times_between, next_fire_times
@@ -147,6 +148,8 @@ def test_queue_cap_holds_back_scheduled_runs_until_there_is_room(tmp_path: Path)
     scheduler.tick(T0)
     scheduler.tick(T0 + timedelta(hours=5, minutes=1))
     assert scheduled_dates(scheduler) == ["09:00", "10:00"]
+    lag = REGISTRY.get_sample_value("sluice_schedule_lag_seconds", {"pipeline": "hourly"})
+    assert lag == pytest.approx(timedelta(hours=2, minutes=1, seconds=30).total_seconds())
     queued = scheduler.store.list_runs(pipeline="hourly", status="queued")
     scheduler.store.request_cancel(queued[0]["run_id"])
     scheduler.tick(T0 + timedelta(hours=5, minutes=2))
