@@ -49,7 +49,7 @@ ROWS = Counter(
 REJECTED = Counter(
     "sluice_rows_rejected_total", "Rows quarantined, as reported by loaders.", ["pipeline", "task"]
 )
-ACTIVE_RUNS = Gauge("sluice_active_runs", "Runs queued or running.", ["pipeline"])
+ACTIVE_RUNS = Gauge("sluice_active_runs", "Runs this replica is executing.", ["pipeline"])
 LAST_SUCCESS = Gauge(
     "sluice_last_success_timestamp_seconds",
     "Unix time of the last successful run per pipeline (for freshness alerts).",

@@ -9,7 +9,14 @@ import pytest
 
 from services.cli.stack import LocalStack, Ports, StackConfig
 from tests.conftest import write_pipeline
-from tests.deploy.observability.prom import Prometheus, run_prometheus, scrape_stack, scrape_targets
+from tests.deploy.observability.prom import (
+    Prometheus,
+    exported_families,
+    exported_names,
+    run_prometheus,
+    scrape_stack,
+    scrape_targets,
+)
 
 PIPELINE = """\
 name: hourly_inventory
@@ -46,14 +53,27 @@ def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]
 
 
 @pytest.fixture(scope="session")
-def exported(live_stack: LocalStack) -> dict[str, dict[str, str]]:
-    """{job: {series name: type}} scraped from the live stack's /metrics endpoints."""
+def expositions(live_stack: LocalStack) -> dict[str, str]:
+    """{job: text} scraped from the live stack's /metrics endpoints."""
     return scrape_stack(live_stack)
 
 
 @pytest.fixture(scope="session")
-def all_exported(exported: dict[str, dict[str, str]]) -> set[str]:
-    return {name for names in exported.values() for name in names}
+def all_exported(expositions: dict[str, str]) -> set[str]:
+    """Every series name the live stack can expose (histogram _bucket etc. included)."""
+    return {name for text in expositions.values() for name in exported_names(text)}
+
+
+@pytest.fixture(scope="session")
+def families(expositions: dict[str, str]) -> dict[str, str]:
+    """{sluice_* family as exposed: type} over the four services."""
+    found: dict[str, str] = {}
+    for text in expositions.values():
+        for name, kind in exported_families(text).items():
+            # prometheus_client exposes counters' and histograms' _created as gauge families
+            if name.startswith("sluice_") and not name.endswith("_created"):
+                found[name] = kind
+    return found
 
 
 @pytest.fixture(scope="session")

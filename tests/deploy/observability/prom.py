@@ -175,17 +175,26 @@ def exported_names(exposition: str) -> dict[str, str]:
     return names
 
 
+def exported_families(exposition: str) -> dict[str, str]:
+    """{family name as exposed (counters with ``_total``): type} from the ``# TYPE`` lines."""
+    families = {}
+    for family, kind in re.findall(r"^# TYPE (\S+) (\S+)$", exposition, re.MULTILINE):
+        if kind == "counter" and not family.endswith("_total"):
+            family += "_total"
+        families[family] = kind
+    return families
+
+
 def scrape(url: str) -> str:
     reply = httpx.get(url, timeout=10)
     assert reply.status_code == 200, f"{url}: {reply.status_code} {reply.text[:200]}"
     return reply.text
 
 
-def scrape_stack(stack: LocalStack) -> dict[str, dict[str, str]]:
-    """{job: {series name: type}} from a live scrape of every /metrics of the stack."""
+def scrape_stack(stack: LocalStack) -> dict[str, str]:
+    """{job: exposition text} of a live scrape of every /metrics of the stack."""
     return {
-        job: exported_names(scrape(f"http://{target}/metrics"))
-        for job, target in scrape_targets(stack).items()
+        job: scrape(f"http://{target}/metrics") for job, target in scrape_targets(stack).items()
     }
 
 
