@@ -18,7 +18,7 @@ from services.common.settings import (
 class LimitSettings(Section):
     batch_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024)
     """Target size of one record batch on the wire (reader block size)."""
-    max_line_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    max_line_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     """Longest line or field accepted before the unit fails with a clear error; also the text
     parser's block size, so it bounds the memory one stream uses."""
     max_unpacked_bytes: int = Field(default=4 * 1024**3, ge=1024)

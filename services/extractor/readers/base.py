@@ -20,7 +20,7 @@ class ReadLimits:
 
     batch_bytes: int = 4 * 1024 * 1024
     """Target Arrow size of one emitted batch."""
-    max_line_bytes: int = 16 * 1024 * 1024
+    max_line_bytes: int = 4 * 1024 * 1024
     """Longest record accepted; also the parser's block size, so it bounds memory too."""
 
     @property

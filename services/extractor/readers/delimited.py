@@ -37,6 +37,8 @@ from services.extractor.readers.text import (
 
 log = logging.getLogger(__name__)
 _SNIFF_DELIMITERS = ",;\t|"
+PLAN_SAMPLE_BYTES = 1024 * 1024
+"""Bytes of the file's start its column types are planned from (widened by the first block)."""
 
 
 def sniff_delimiter(sample: str, quotechar: str) -> str:
@@ -74,8 +76,9 @@ def dedupe(names: list[str]) -> list[str]:
 class DelimitedReader:
     """csv / tsv / psv / delimited txt; ``default_delimiter`` None means sniff."""
 
-    def __init__(self, default_delimiter: str | None) -> None:
+    def __init__(self, default_delimiter: str | None, use_threads: bool = True) -> None:
         self.default_delimiter = default_delimiter
+        self.use_threads = use_threads
 
     def read(self, path: Path, options: SourceOptions, limits: ReadLimits) -> BatchIterator:
         if path.stat().st_size == 0:
@@ -121,7 +124,7 @@ class DelimitedReader:
                     skip_rows=header_lines,
                     column_names=names,
                     encoding=pyarrow_encoding(encoding),
-                    use_threads=True,
+                    use_threads=self.use_threads,
                 ),
                 parse_options=pacsv.ParseOptions(
                     delimiter=delimiter,
@@ -142,13 +145,9 @@ class DelimitedReader:
         file = str(path)
         strings = {name: pa.string() for name in names}
         try:
-            reader = open_reader(strings)
-            first = next((b for b in reader if b.num_rows), None)
-            if first is None:
+            schema = self._plan(path, encoding, delimiter, names, header_lines, options)
+            if schema is None:
                 return
-            lines, _ = _line_numbers(first, header_lines + 1)
-            schema, _ = schemas.plan_and_convert(first, lines, options, file=file)
-            reader.close()
             native = schemas.native_types(schema, options)
             if native is not None:
                 # pyarrow converts the planned types itself (in parallel, no extra pass): the
@@ -164,8 +163,9 @@ class DelimitedReader:
                 except pa.ArrowInvalid as exc:
                     if emitted or "conversion error" not in str(exc):
                         raise
-            reader = open_reader(strings)
-            yield from self._converted(reader, schema, header_lines, options, limits, file)
+            yield from self._converted(
+                open_reader(strings), schema, header_lines, options, limits, file
+            )
         except pa.ArrowInvalid as exc:
             if "Empty CSV file" in str(exc):
                 return
@@ -183,6 +183,54 @@ class DelimitedReader:
                     path.name,
                     skipped[0],
                 )
+
+    def _plan(
+        self,
+        path: Path,
+        encoding: str,
+        delimiter: str,
+        names: list[str],
+        header_lines: int,
+        options: SourceOptions,
+    ) -> pa.Schema | None:
+        """The unit's schema from a sample of the file's start (None: no data rows).
+
+        The sample is parsed on its own, so the streaming reader is opened once and its
+        read-ahead buffers are not held twice.
+        """
+        text = sample_text(path, encoding, PLAN_SAMPLE_BYTES)
+        if path.stat().st_size > PLAN_SAMPLE_BYTES and "\n" in text:
+            text = text[: text.rindex("\n") + 1]  # whole lines only
+        try:
+            table = pacsv.read_csv(
+                io.BytesIO(text.encode("utf-8")),
+                read_options=pacsv.ReadOptions(skip_rows=header_lines, column_names=names),
+                parse_options=pacsv.ParseOptions(
+                    delimiter=delimiter,
+                    quote_char=options.quotechar,
+                    newlines_in_values=True,
+                    invalid_row_handler=lambda row: "skip",
+                ),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={name: pa.string() for name in names},
+                    null_values=schemas.null_values(options),
+                    strings_can_be_null=True,
+                    quoted_strings_can_be_null=False,
+                ),
+            )
+        except pa.ArrowInvalid as exc:
+            if "Empty CSV file" in str(exc):
+                return None
+            # A sample cut inside a quoted field: plan from the names only; the first batch
+            # widens the plan before anything is emitted.
+            table = pa.table({name: pa.array([], pa.string()) for name in names})
+        sample = table.combine_chunks()
+        batch = pa.RecordBatch.from_arrays(
+            [sample.column(n).combine_chunks() for n in names], names=names
+        )
+        if batch.num_rows == 0 and path.stat().st_size <= PLAN_SAMPLE_BYTES:
+            return None
+        return schemas.plan_schema(batch, options)
 
     def _typed(
         self,
@@ -222,7 +270,13 @@ class DelimitedReader:
             if options.max_rows is not None and rows + raw.num_rows > options.max_rows:
                 raw = raw.slice(0, options.max_rows - rows)
             lines, next_line = _line_numbers(raw, next_line)
-            batch = schemas.convert(raw, schema, lines, options, file=file)
+            try:
+                batch = schemas.convert(raw, schema, lines, options, file=file)
+            except BadInput:
+                if rows:
+                    raise
+                # Still the first batch, nothing emitted: widen the plan to all of it.
+                schema, batch = schemas.plan_and_convert(raw, lines, options, file=file)
             rows += batch.num_rows
             yield from rebatch(batch, limits.batch_bytes)
             if options.max_rows is not None and rows >= options.max_rows:

@@ -105,19 +105,26 @@ def test_na_late_in_an_integer_column_is_null_and_schema_holds(tmp_path: Path) -
     assert table.num_rows == 50_001
 
 
-def test_late_value_of_another_type_fails_with_line_and_column(tmp_path: Path) -> None:
+def test_a_wider_value_within_the_sample_widens_the_type(tmp_path: Path) -> None:
     rows = [f"{i},{i}" for i in range(50_000)] + ["50000,12.5"]
+    table = read_table(write(tmp_path / "w.csv", "id,n\n" + "\n".join(rows) + "\n"), batch_bytes=64 * 1024)
+    assert str(table.schema.field("n").type) == "double"
+    assert table.column("n").to_pylist()[-1] == 12.5
+
+
+def test_late_value_of_another_type_fails_with_line_and_column(tmp_path: Path) -> None:
+    rows = [f"{i},{i}" for i in range(200_000)] + ["200000,12.5"]
     path = write(tmp_path / "late.csv", "id,n\n" + "\n".join(rows) + "\n")
     with pytest.raises(BadInput) as caught:
         read_table(path, batch_bytes=64 * 1024)
     err = caught.value
-    assert err.context.line == 50_002
+    assert err.context.line == 200_002
     assert err.context.column == "n"
     assert "'12.5'" in err.message and "column_types" in err.message
 
 
 def test_declared_type_reads_the_late_value(tmp_path: Path) -> None:
-    rows = [f"{i},{i}" for i in range(50_000)] + ["50000,12.5"]
+    rows = [f"{i},{i}" for i in range(200_000)] + ["200000,12.5"]
     path = write(tmp_path / "late.csv", "id,n\n" + "\n".join(rows) + "\n")
     table = read_table(path, batch_bytes=64 * 1024, column_types={"n": "float64"})
     assert table.column("n").to_pylist()[-1] == 12.5
@@ -214,8 +221,8 @@ def test_padded_numbers_fall_back_to_the_converter(tmp_path: Path) -> None:
 
 
 def test_late_bad_value_on_the_fast_path_names_line_and_column(tmp_path: Path) -> None:
-    rows = [f"{i},2026-01-01" for i in range(60_000)] + ["60000,soon"]
+    rows = [f"{i},2026-01-01" for i in range(100_000)] + ["100000,soon"]
     path = write(tmp_path / "d.csv", "id,day\n" + "\n".join(rows) + "\n")
     with pytest.raises(BadInput) as caught:
         read_table(path, batch_bytes=64 * 1024)
-    assert (caught.value.context.line, caught.value.context.column) == (60_002, "day")
+    assert (caught.value.context.line, caught.value.context.column) == (100_002, "day")
