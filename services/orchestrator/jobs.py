@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import signal
+import sys
 from collections import deque
 from collections.abc import Mapping
 
@@ -33,6 +35,7 @@ log = logging.getLogger(__name__)
 OUTPUT_TAIL_BYTES = 8192
 EXIT_RETRY = 75  # EX_TEMPFAIL from sysexits.h: "try again later"
 KILL_GRACE_SECONDS = 5.0
+PR_SET_PDEATHSIG = 1
 
 
 class JobFailed(Terminal):
@@ -124,6 +127,7 @@ async def run_local_job(
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,  # its own process group: children die with it
+            preexec_fn=_die_with_parent,
         )
     except OSError as exc:
         raise JobFailed(f"cannot start {job.command[0]!r}: {exc.strerror or exc}") from None
@@ -144,6 +148,20 @@ async def run_local_job(
     if status != 0:
         raise exit_status_error(status, tail.text())
     return tail.text()
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGKILL if the orchestrator dies without cleaning up.
+
+    A SIGKILLed or OOM-killed orchestrator cannot kill its jobs, and the replica that adopts the
+    run starts the task again; without this the old job would keep running next to the new one.
+    Linux only (``prctl(PR_SET_PDEATHSIG)``); elsewhere a no-op.
+    """
+    if sys.platform != "linux":
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 async def _drain(process: asyncio.subprocess.Process, tail: OutputTail) -> None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -81,11 +84,14 @@ def _alive(pid: int) -> bool:
 
 
 def _wait_dead(pid: int, timeout: float = 15) -> bool:
+    """Whether ``pid`` ends within ``timeout``; a survivor is killed so no test leaks it."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not _alive(pid):
             return True
         time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
     return False
 
 
@@ -143,3 +149,31 @@ def test_secrets_come_from_environment_or_secret_files(tmp_path: Path) -> None:
     assert output.strip() == "hunter2"
     with pytest.raises(SpecError, match="PORTAL_PASSWORD"):
         run(task, environ=environ)
+
+
+# An "orchestrator" process running one long job; the job writes its pid first.
+ORCHESTRATOR = """
+import asyncio, sys
+from services.common.spec.model import JobTask
+from services.orchestrator.jobs import run_local_job
+code = "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(300)"
+task = JobTask.model_validate({"id": "j", "type": "job",
+                               "command": [sys.executable, "-c", code, sys.argv[1]]})
+asyncio.run(run_local_job(task, 300))
+"""
+
+
+def test_job_dies_when_the_orchestrator_is_killed(tmp_path: Path) -> None:
+    pid_file = tmp_path / "job.pid"
+    root = Path(__file__).resolve().parents[3]
+    orchestrator = subprocess.Popen([sys.executable, "-c", ORCHESTRATOR, str(pid_file)], cwd=root)
+    try:
+        deadline = time.monotonic() + 60
+        while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        job_pid = int(pid_file.read_text())
+        assert _alive(job_pid)
+    finally:
+        orchestrator.kill()  # SIGKILL: no chance to clean up
+        orchestrator.wait()
+    assert _wait_dead(job_pid), "the job outlived a killed orchestrator"
