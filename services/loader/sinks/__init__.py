@@ -1,4 +1,4 @@
-"""Destinations: DuckDB (embedded default) and PostgreSQL."""
+"""Destinations: DuckDB (embedded default), PostgreSQL, MySQL/MariaDB and BigQuery."""
 
 from __future__ import annotations
 
@@ -19,4 +19,8 @@ def sink_for(uri: str, secrets: SecretResolver) -> Sink:
         from services.loader.sinks.postgres_sink import PostgresSink
 
         return PostgresSink(resolved)
+    if scheme in ("mysql", "mariadb"):
+        from services.loader.sinks.mysql_sink import MySQLSink
+
+        return MySQLSink(resolved)
     raise UnsupportedDestination(f"destination scheme {scheme!r} is not supported")

@@ -132,6 +132,7 @@ class DuckDBUnitWriter:
         self.rejected_table = quote_table(ctx.table + "__rejected")
         self.staging = "_sluice_staging"
         self.prepared = False
+        self.schema: pa.Schema | None = None
         self.rejected_prepared = False
 
     def already_loaded(self) -> bool:
@@ -140,8 +141,8 @@ class DuckDBUnitWriter:
             f"SELECT 1 FROM {LEDGER_TABLE} "
             "WHERE pipeline=? AND task=? AND unit_key=? AND fingerprint=?",
             [key.pipeline, key.task, key.unit, key.fingerprint],
-        ).fetchone()
-        return row is not None
+        ).fetchall()
+        return bool(row)
 
     def _existing_columns(self, table: str) -> list[str] | None:
         schema, _, name = table.rpartition(".")
@@ -153,6 +154,7 @@ class DuckDBUnitWriter:
         return [r[0] for r in rows] or None
 
     def _prepare(self, batch: pa.RecordBatch) -> None:
+        """Create or evolve the target (and the merge staging table) for this batch's schema."""
         self.con.register("_sluice_batch", batch)
         existing = self._existing_columns(self.ctx.table)
         if existing is None:
@@ -170,18 +172,28 @@ class DuckDBUnitWriter:
                     f"ALTER TABLE {self.table} ADD COLUMN {quote_ident(field.name)} "
                     f"{_duck_type(self.con, field)}"
                 )
-        if self.ctx.destination.mode == "replace":
+        if self.ctx.destination.mode == "replace" and not self.prepared:
             self.con.execute(f"DELETE FROM {self.table}")
         if self.ctx.destination.mode == "merge":
-            self.con.execute(
-                f"CREATE TEMP TABLE {self.staging} AS SELECT * FROM _sluice_batch LIMIT 0"
-            )
+            if not self.prepared:
+                self.con.execute(
+                    f"CREATE TEMP TABLE {self.staging} AS SELECT * FROM _sluice_batch LIMIT 0"
+                )
+            else:
+                staged = self._existing_columns(self.staging) or []
+                for field in batch.schema:
+                    if field.name not in staged:
+                        self.con.execute(
+                            f"ALTER TABLE {self.staging} ADD COLUMN {quote_ident(field.name)} "
+                            f"{_duck_type(self.con, field)}"
+                        )
         self.con.unregister("_sluice_batch")
         self.prepared = True
+        self.schema = batch.schema
 
     def write(self, batch: pa.RecordBatch) -> None:
         try:
-            if not self.prepared:
+            if not self.prepared or not batch.schema.equals(self.schema):
                 self._prepare(batch)
             target = self.staging if self.ctx.destination.mode == "merge" else self.table
             self.con.register("_sluice_batch", batch)
@@ -220,7 +232,11 @@ class DuckDBUnitWriter:
                     f"DELETE FROM {self.table} WHERE ({key_list}) IN "
                     f"(SELECT {key_list} FROM {self.staging})"
                 )
-                self.con.execute(f"INSERT INTO {self.table} BY NAME SELECT * FROM {self.staging}")
+                # Within the unit the last row for a key wins (rowid follows insertion order).
+                self.con.execute(
+                    f"INSERT INTO {self.table} BY NAME SELECT * FROM {self.staging} "
+                    f"QUALIFY row_number() OVER (PARTITION BY {key_list} ORDER BY rowid DESC) = 1"
+                )
             key = self.ctx.key
             self.con.execute(
                 f"INSERT INTO {LEDGER_TABLE} (pipeline, task, unit_key, fingerprint, run_id, "
@@ -261,11 +277,11 @@ def _duck_type(con: duckdb.DuckDBPyConnection, field: pa.Field) -> str:
     con.register("_sluice_probe", probe)
     try:
         row = con.execute(
-            "SELECT typeof(c) FROM (SELECT c FROM _sluice_probe UNION ALL SELECT NULL)"
-        ).fetchone()
+            "SELECT typeof(c) FROM (SELECT c FROM _sluice_probe UNION ALL SELECT NULL) LIMIT 1"
+        ).fetchall()
     finally:
         con.unregister("_sluice_probe")
-    return str(row[0]) if row else "VARCHAR"
+    return str(row[0][0]) if row else "VARCHAR"
 
 
 __all__ = ["DuckDBSink", "DuckDBUnitWriter", "database_path", "json"]

@@ -1,27 +1,48 @@
-"""PostgreSQL destination: COPY inside the unit's transaction, ledger row in the same one.
+"""PostgreSQL destination: binary COPY from Arrow, in the unit's transaction with its ledger row.
 
-Batches are rendered to CSV by Arrow's C++ writer and streamed with ``COPY ... FROM STDIN``, so
-no row passes through Python objects. An advisory lock on the unit key makes two loaders racing on
-the same unit queue behind each other; the second one then finds the ledger row and skips.
+A unit runs on one ADBC connection (``adbc-driver-postgresql``): its ``adbc_ingest`` encodes
+Arrow buffers straight into PostgreSQL's binary COPY format in C, so no row passes through
+Python objects, and it shares the connection's transaction with the DDL, the MERGE and the ledger
+insert. The whole unit is one COPY stream (see :mod:`arrow_stream`).
+
+Modes:
+
+- ``append``: COPY into the target table.
+- ``replace``: COPY into a shadow table (``LIKE`` the target), then in the same transaction the
+  target is renamed away, the shadow takes its name and the old table is dropped. Readers see the
+  old rows until commit and the new ones after: never an empty table.
+- ``merge``: COPY into a temporary staging table, then one ``MERGE`` on the declared keys (last
+  row of the unit wins for duplicate keys).
+
+An advisory lock on the unit key makes two loaders racing on the same unit queue behind each
+other; the second then finds the ledger row and skips. Units that create, replace or merge a
+table also take a lock on the table name so concurrent DDL on one table cannot collide.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 from collections.abc import Sequence
+from typing import Any
 
+import adbc_driver_postgresql.dbapi as adbc
 import psycopg
 import pyarrow as pa
-import pyarrow.csv as pacsv
 
 from services.common import lineage
 from services.common.errors import SchemaMismatch
 from services.common.spec.render import redact
 from services.loader.errors import DestinationError
+from services.loader.sinks.arrow_stream import BatchPipe, Spool
 from services.loader.sinks.base import LEDGER_TABLE, LoadContext, WriteCounts
-from services.loader.sinks.sql import postgres_type, quote_ident, quote_table
+from services.loader.sinks.sql import (
+    derived_name,
+    postgres_type,
+    quote_ident,
+    quote_table,
+    split_table,
+)
 
 LEDGER_DDL = f"""
 CREATE TABLE IF NOT EXISTS {LEDGER_TABLE} (
@@ -42,8 +63,13 @@ _STAGING = "_sluice_staging"
 
 
 def connection_string(uri: str) -> str:
+    """``postgres://`` / ``postgresql+driver://`` as the libpq URI both drivers accept."""
     scheme, rest = uri.split("://", 1)
     return "postgresql://" + rest if scheme.startswith("postgres") else uri
+
+
+def _message(exc: BaseException) -> str:
+    return redact(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
 
 
 class PostgresSink:
@@ -57,31 +83,40 @@ class PostgresSink:
             return psycopg.connect(self.dsn, autocommit=False, connect_timeout=10)
         except psycopg.Error as exc:
             raise DestinationError(
-                f"cannot connect to {redact(self.dsn)}: {str(exc).strip()}"
+                f"cannot connect to {redact(self.dsn)}: {_message(exc)}"
             ) from None
 
-    def _ensure_ledger(self, conn: psycopg.Connection) -> None:
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK_KEY,))
-            conn.execute(LEDGER_DDL)
+    def _connect_adbc(self) -> Any:
+        try:
+            return adbc.connect(self.dsn)
+        except adbc.Error as exc:
+            raise DestinationError(
+                f"cannot connect to {redact(self.dsn)}: {_message(exc)}"
+            ) from None
 
     def open_unit(self, ctx: LoadContext) -> PostgresUnitWriter:
-        conn = self._connect()
+        conn = self._connect_adbc()
         try:
-            self._ensure_ledger(conn)
+            cursor = conn.cursor()
+            cursor.execute("SELECT pg_advisory_xact_lock($1)", (_DDL_LOCK_KEY,))
+            cursor.execute(LEDGER_DDL)
+            conn.commit()
             key = ctx.key
-            conn.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
                 (json.dumps([key.pipeline, key.task, key.unit]),),
             )
-        except psycopg.Error as exc:
+            cursor.fetchall()
+        except adbc.Error as exc:
             conn.close()
-            raise DestinationError(f"PostgreSQL: {str(exc).strip()}") from None
-        return PostgresUnitWriter(conn, ctx)
+            raise DestinationError(f"PostgreSQL: {_message(exc)}") from None
+        return PostgresUnitWriter(conn, cursor, ctx)
 
     def loaded_units(self, pipeline: str, task: str, keys: Sequence[tuple[str, str]]) -> set[str]:
         with self._connect() as conn:
-            self._ensure_ledger(conn)
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK_KEY,))
+                conn.execute(LEDGER_DDL)
             rows = conn.execute(
                 f"SELECT unit_key, fingerprint FROM {LEDGER_TABLE} "
                 "WHERE pipeline = %s AND task = %s",
@@ -91,6 +126,7 @@ class PostgresSink:
         return {unit for unit, fingerprint in keys if (unit, fingerprint) in loaded}
 
     def execute(self, sql: str, params: dict[str, object]) -> int:
+        """Run a ``sql`` task; parameters are bound by psycopg (``%(name)s`` placeholders)."""
         with self._connect() as conn:
             try:
                 cursor = conn.execute(sql.encode(), params or None)
@@ -98,115 +134,184 @@ class PostgresSink:
                 return max(cursor.rowcount, 0)
             except psycopg.Error as exc:
                 conn.rollback()
-                raise DestinationError(f"sql task failed: {str(exc).strip()}") from None
+                raise DestinationError(f"sql task failed: {_message(exc)}") from None
 
 
 class PostgresUnitWriter:
-    def __init__(self, conn: psycopg.Connection, ctx: LoadContext) -> None:
+    def __init__(self, conn: Any, cursor: Any, ctx: LoadContext) -> None:
         self.conn = conn
+        self.cursor = cursor
         self.ctx = ctx
+        self.mode = ctx.destination.mode
+        self.schema_name, self.name = split_table(ctx.table)
         self.table = quote_table(ctx.table)
-        self.rejected_table = quote_table(ctx.table + "__rejected")
-        self.columns: list[str] | None = None
-        self.rejected_ready = False
+        self.rejected_name = ctx.table + "__rejected"
+        self.shadow_name = derived_name(self.name, "__sluice_swap")
+        self.pipe: BatchPipe | None = None
+        self.columns: list[str] = []
+        self.ingest_table: tuple[str | None, str] | None = None
+        self.swap = False
+        self.rejects = Spool()
+        if self.schema_name is None:
+            # ADBC ingest would otherwise pick "public" rather than the search path's schema.
+            cursor.execute("SELECT current_schema()")
+            row = cursor.fetchone()
+            self.schema_name = str(row[0]) if row and row[0] else "public"
+        self.table = self._qualified(self.name)
+
+    # ledger ------------------------------------------------------------------------------
 
     def already_loaded(self) -> bool:
         key = self.ctx.key
-        row = self.conn.execute(
-            f"SELECT 1 FROM {LEDGER_TABLE} WHERE pipeline=%s AND task=%s AND unit_key=%s "
-            "AND fingerprint=%s",
+        self.cursor.execute(
+            f"SELECT count(*) FROM {LEDGER_TABLE} WHERE pipeline=$1 AND task=$2 AND unit_key=$3 "
+            "AND fingerprint=$4",
             (key.pipeline, key.task, key.unit, key.fingerprint),
-        ).fetchone()
-        return row is not None
+        )
+        row = self.cursor.fetchone()
+        return bool(row and row[0])
 
-    def _existing_columns(self, table: str) -> list[str] | None:
-        schema, _, name = table.rpartition(".")
-        rows = self.conn.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = %s "
-            "AND table_schema = COALESCE(NULLIF(%s, ''), current_schema()) "
-            "ORDER BY ordinal_position",
+    # schema ------------------------------------------------------------------------------
+
+    def _existing_columns(self, schema: str | None, name: str) -> list[str] | None:
+        self.cursor.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = $1 "
+            "AND table_schema = COALESCE($2, current_schema()) ORDER BY ordinal_position",
             (name, schema),
-        ).fetchall()
-        return [r[0] for r in rows] or None
+        )
+        return [r[0] for r in self.cursor.fetchall()] or None
+
+    def _qualified(self, name: str) -> str:
+        return quote_table(f"{self.schema_name}.{name}" if self.schema_name else name)
+
+    def _lock_table(self) -> None:
+        self.cursor.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 1))",
+            (json.dumps(["table", self.schema_name, self.name]),),
+        )
+        self.cursor.fetchall()
 
     def _prepare(self, schema: pa.Schema) -> None:
-        existing = self._existing_columns(self.ctx.table)
+        """Create or evolve the target (or its shadow), and choose where the COPY goes."""
+        if self.mode != "append":
+            self._lock_table()
+        current = self.shadow_name if self.swap else self.name
+        existing = self._existing_columns(self.schema_name, current)
+        if existing is None and self.mode == "append":
+            self._lock_table()
+            existing = self._existing_columns(self.schema_name, self.name)
+        created = existing is None
         if existing is None:
             columns = ", ".join(f"{quote_ident(f.name)} {postgres_type(f.type)}" for f in schema)
-            self.conn.execute(f"CREATE TABLE IF NOT EXISTS {self.table} ({columns})".encode())
-        else:
-            new = [f for f in schema if f.name not in existing]
-            if new and self.ctx.destination.schema_policy == "freeze":
-                raise SchemaMismatch(
-                    f"new column(s) {', '.join(repr(f.name) for f in new)} not in table "
-                    f"{self.ctx.table} and the task's schema policy is freeze",
-                    unit=self.ctx.key.unit,
-                )
-            for field in new:
-                self.conn.execute(
-                    f"ALTER TABLE {self.table} ADD COLUMN {quote_ident(field.name)} "
-                    f"{postgres_type(field.type)}".encode()
-                )
-        if self.ctx.destination.mode == "replace":
-            self.conn.execute(f"DELETE FROM {self.table}".encode())
-        if self.ctx.destination.mode == "merge":
-            self.conn.execute(
-                f"CREATE TEMP TABLE {_STAGING} (LIKE {self.table}) ON COMMIT DROP".encode()
+            self.cursor.execute(f"CREATE TABLE {self.table} ({columns})")
+            existing = list(schema.names)
+        new = [f for f in schema if f.name not in existing]
+        if new and self.ctx.destination.schema_policy == "freeze":
+            raise SchemaMismatch(
+                f"new column(s) {', '.join(repr(f.name) for f in new)} not in table "
+                f"{self.ctx.table} and the task's schema policy is freeze",
+                unit=self.ctx.key.unit,
             )
-        self.columns = schema.names
+        # A table created by this unit is invisible until commit: no shadow needed.
+        if self.mode == "replace" and self.ingest_table is None and not created:
+            shadow = self._qualified(self.shadow_name)
+            self.cursor.execute(f"CREATE TABLE {shadow} (LIKE {self.table} INCLUDING ALL)")
+            self.swap = True
+            self.ingest_table = (self.schema_name, self.shadow_name)
+        for field in new:
+            target = self._qualified(self.shadow_name) if self.swap else self.table
+            self.cursor.execute(
+                f"ALTER TABLE {target} ADD COLUMN {quote_ident(field.name)} "
+                f"{postgres_type(field.type)}"
+            )
+        if self.ingest_table is None:
+            self.ingest_table = (
+                (None, _STAGING) if self.mode == "merge" else (self.schema_name, self.name)
+            )
 
-    def _copy(self, table: str, batch: pa.RecordBatch) -> None:
-        buffer = io.BytesIO()
-        pacsv.write_csv(batch, buffer, pacsv.WriteOptions(include_header=False))
-        columns = ", ".join(quote_ident(n) for n in batch.schema.names)
-        with self.conn.cursor().copy(
-            f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT csv)".encode()
-        ) as copy:
-            copy.write(buffer.getbuffer())
+    def _start_stream(self, schema: pa.Schema) -> BatchPipe:
+        assert self.ingest_table is not None
+        db_schema, name = self.ingest_table
+        staging = self.mode == "merge"
+        first = not self.columns
+        if staging and not first:
+            for field in schema:
+                if field.name not in self.columns:
+                    self.cursor.execute(
+                        f"ALTER TABLE {quote_ident(_STAGING)} ADD COLUMN "
+                        f"{quote_ident(field.name)} {postgres_type(field.type)}"
+                    )
+        self.columns += [n for n in schema.names if n not in self.columns]
+        cursor = self.conn.cursor()
+
+        def consume(reader: pa.RecordBatchReader) -> object:
+            if staging:
+                return cursor.adbc_ingest(
+                    name, reader, mode="create" if first else "append", temporary=True
+                )
+            return cursor.adbc_ingest(name, reader, mode="append", db_schema_name=db_schema)
+
+        return BatchPipe(schema, consume)
+
+    # data --------------------------------------------------------------------------------
 
     def write(self, batch: pa.RecordBatch) -> None:
         try:
-            if self.columns is None:
+            if self.pipe is not None and not batch.schema.equals(self.pipe.schema):
+                self.pipe.close()
+                self.pipe = None
+            if self.pipe is None:
                 self._prepare(batch.schema)
-            target = _STAGING if self.ctx.destination.mode == "merge" else self.table
-            self._copy(target, batch)
-        except psycopg.Error as exc:
+                self.pipe = self._start_stream(batch.schema)
+            self.pipe.put(batch)
+        except adbc.Error as exc:
             raise DestinationError(
-                f"PostgreSQL write to {self.ctx.table} failed: {str(exc).strip()}"
+                f"PostgreSQL write to {self.ctx.table} failed: {_message(exc)}"
             ) from None
 
     def write_rejected(self, batch: pa.RecordBatch) -> None:
         n = batch.num_rows
-        batch = batch.append_column(lineage.RUN_ID, pa.array([self.ctx.run_id] * n))
-        batch = batch.append_column(lineage.UNIT, pa.array([self.ctx.key.unit] * n))
-        try:
-            if not self.rejected_ready:
-                existing = self._existing_columns(self.ctx.table + "__rejected")
-                if existing is None:
-                    cols = ", ".join(
-                        f"{quote_ident(f.name)} {postgres_type(f.type)}" for f in batch.schema
-                    )
-                    self.conn.execute(f"CREATE TABLE {self.rejected_table} ({cols})".encode())
-                else:
-                    for field in batch.schema:
-                        if field.name not in existing:
-                            self.conn.execute(
-                                f"ALTER TABLE {self.rejected_table} ADD COLUMN "
-                                f"{quote_ident(field.name)} text".encode()
-                            )
-                self.rejected_ready = True
-            self._copy(self.rejected_table, batch)
-        except psycopg.Error as exc:
-            raise DestinationError(f"PostgreSQL quarantine write failed: {exc}") from None
+        batch = batch.append_column(lineage.RUN_ID, pa.array([self.ctx.run_id] * n, pa.string()))
+        batch = batch.append_column(lineage.UNIT, pa.array([self.ctx.key.unit] * n, pa.string()))
+        # The connection may be in the middle of the unit's COPY: rejects wait on disk.
+        self.rejects.add(batch)
+
+    def _write_rejected(self) -> None:
+        schema_name, name = split_table(self.rejected_name)
+        schema_name = schema_name or self.schema_name
+        table = quote_table(f"{schema_name}.{name}")
+        for reader in self.rejects.readers():
+            existing = self._existing_columns(schema_name, name)
+            if existing is None:
+                cols = ", ".join(
+                    f"{quote_ident(f.name)} {postgres_type(f.type)}" for f in reader.schema
+                )
+                self.cursor.execute(f"CREATE TABLE {table} ({cols})")
+            else:
+                for field in reader.schema:
+                    if field.name not in existing:
+                        self.cursor.execute(
+                            f"ALTER TABLE {table} ADD COLUMN {quote_ident(field.name)} "
+                            f"{postgres_type(field.type)}"
+                        )
+            self.conn.cursor().adbc_ingest(name, reader, mode="append", db_schema_name=schema_name)
+
+    # commit ------------------------------------------------------------------------------
 
     def commit(self, counts: WriteCounts) -> None:
         key = self.ctx.key
         try:
-            if self.ctx.destination.mode == "merge" and self.columns is not None:
-                self._merge_staging(self.columns)
-            self.conn.execute(
+            if self.pipe is not None:
+                self.pipe.close()
+                self.pipe = None
+            if self.mode == "merge" and self.columns:
+                self._merge_staging()
+            if self.swap:
+                self._swap()
+            self._write_rejected()
+            self.cursor.execute(
                 f"INSERT INTO {LEDGER_TABLE} (pipeline, task, unit_key, fingerprint, run_id, "
-                "target_table, rows_loaded, rows_rejected) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                "target_table, rows_loaded, rows_rejected) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 (
                     key.pipeline,
                     key.task,
@@ -219,27 +324,59 @@ class PostgresUnitWriter:
                 ),
             )
             self.conn.commit()
-        except psycopg.Error as exc:
+        except adbc.Error as exc:
             self.abort()
-            raise DestinationError(f"PostgreSQL commit failed: {str(exc).strip()}") from None
+            raise DestinationError(
+                f"PostgreSQL commit of {self.ctx.table} failed: {_message(exc)}"
+            ) from None
         finally:
-            self.conn.close()
+            self._close()
 
-    def _merge_staging(self, columns: list[str]) -> None:
-        # Last row wins inside the unit, then rows with the same keys are replaced.
-        keys = [quote_ident(k) for k in self.ctx.destination.keys]
-        cols = ", ".join(quote_ident(c) for c in columns)
-        match = " AND ".join(f"t.{k} IS NOT DISTINCT FROM s.{k}" for k in keys)
-        self.conn.execute(
-            f"DELETE FROM {self.table} AS t USING {_STAGING} AS s WHERE {match}".encode()
+    def _swap(self) -> None:
+        old = derived_name(self.name, "__sluice_old")
+        self.cursor.execute(f"ALTER TABLE {self.table} RENAME TO {quote_ident(old)}")
+        self.cursor.execute(
+            f"ALTER TABLE {self._qualified(self.shadow_name)} RENAME TO {quote_ident(self.name)}"
         )
-        self.conn.execute(
-            f"INSERT INTO {self.table} ({cols}) SELECT DISTINCT ON ({', '.join(keys)}) {cols} "
-            f"FROM (SELECT *, row_number() OVER () AS _sluice_ord FROM {_STAGING}) AS s "
-            f"ORDER BY {', '.join(keys)}, _sluice_ord DESC".encode()
+        self.cursor.execute(f"DROP TABLE {self._qualified(old)}")
+
+    def _merge_staging(self) -> None:
+        keys = [quote_ident(k) for k in self.ctx.destination.keys]
+        missing = [k for k in self.ctx.destination.keys if k not in self.columns]
+        if missing:
+            raise SchemaMismatch(
+                f"merge key column(s) {', '.join(map(repr, missing))} are not in the unit's data",
+                unit=self.ctx.key.unit,
+            )
+        cols = [quote_ident(c) for c in self.columns]
+        on = " AND ".join(f"t.{k} IS NOT DISTINCT FROM s.{k}" for k in keys)
+        updates = ", ".join(f"{c} = s.{c}" for c in cols if c not in keys) or (
+            f"{keys[0]} = s.{keys[0]}"
+        )
+        # Within the unit the last row for a key wins (COPY keeps the stream's order).
+        source = (
+            f"SELECT DISTINCT ON ({', '.join(keys)}) {', '.join(cols)} FROM "
+            f"(SELECT *, row_number() OVER () AS _sluice_ord FROM {quote_ident(_STAGING)}) AS x "
+            f"ORDER BY {', '.join(keys)}, _sluice_ord DESC"
+        )
+        self.cursor.execute(
+            f"MERGE INTO {self.table} AS t USING ({source}) AS s ON {on} "
+            f"WHEN MATCHED THEN UPDATE SET {updates} "
+            f"WHEN NOT MATCHED THEN INSERT ({', '.join(cols)}) "
+            f"VALUES ({', '.join('s.' + c for c in cols)})"
         )
 
     def abort(self) -> None:
-        with contextlib.suppress(psycopg.Error):
+        if self.pipe is not None:
+            self.pipe.abort()
+            self.pipe = None
+        with contextlib.suppress(adbc.Error):
             self.conn.rollback()
-        self.conn.close()
+        self._close()
+
+    def _close(self) -> None:
+        self.rejects.close()
+        with contextlib.suppress(adbc.Error):
+            self.cursor.close()
+        with contextlib.suppress(adbc.Error):
+            self.conn.close()

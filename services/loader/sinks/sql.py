@@ -6,6 +6,8 @@ Every table and column name that reaches SQL goes through :func:`quote_ident`, s
 
 from __future__ import annotations
 
+import hashlib
+
 import pyarrow as pa
 
 
@@ -17,6 +19,27 @@ def quote_ident(name: str, quote: str = '"') -> str:
 def quote_table(name: str, quote: str = '"') -> str:
     """Quote ``table`` or ``schema.table``."""
     return ".".join(quote_ident(part, quote) for part in name.split(".", 1))
+
+
+def split_table(name: str) -> tuple[str | None, str]:
+    """``schema.table`` as ``(schema, table)``; ``table`` alone as ``(None, table)``."""
+    schema, dot, table = name.partition(".")
+    return (schema, table) if dot else (None, name)
+
+
+def derived_name(table: str, suffix: str, limit: int = 63) -> str:
+    """A sibling table name (``<table><suffix>``) that fits the database's identifier limit."""
+    name = table + suffix
+    if len(name.encode()) <= limit:
+        return name
+    digest = hashlib.sha256(table.encode()).hexdigest()[:8]
+    return table.encode()[: limit - len(suffix) - 9].decode(errors="ignore") + "_" + digest + suffix
+
+
+def strip_lineage(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Drop the ``_sluice_*`` lineage columns that travel with data rows between services."""
+    keep = [i for i, name in enumerate(batch.schema.names) if not name.startswith("_sluice_")]
+    return batch if len(keep) == batch.num_columns else batch.select(keep)
 
 
 def postgres_type(arrow_type: pa.DataType) -> str:
@@ -50,3 +73,34 @@ def postgres_type(arrow_type: pa.DataType) -> str:
     if pa.types.is_null(arrow_type):
         return "text"
     return "text"
+
+
+def mysql_type(arrow_type: pa.DataType, key: bool = False) -> str:
+    """The MySQL/MariaDB column type for an Arrow type; key columns get an indexable VARCHAR."""
+    if pa.types.is_boolean(arrow_type):
+        return "TINYINT(1)"
+    if pa.types.is_int8(arrow_type):
+        return "TINYINT"
+    if pa.types.is_int16(arrow_type) or pa.types.is_uint8(arrow_type):
+        return "SMALLINT"
+    if pa.types.is_int32(arrow_type) or pa.types.is_uint16(arrow_type):
+        return "INT"
+    if pa.types.is_uint64(arrow_type):
+        return "BIGINT UNSIGNED"
+    if pa.types.is_integer(arrow_type):
+        return "BIGINT"
+    if pa.types.is_float32(arrow_type):
+        return "FLOAT"
+    if pa.types.is_floating(arrow_type):
+        return "DOUBLE"
+    if pa.types.is_decimal(arrow_type):
+        return f"DECIMAL({min(arrow_type.precision, 65)},{min(arrow_type.scale, 30)})"
+    if pa.types.is_date(arrow_type):
+        return "DATE"
+    if pa.types.is_timestamp(arrow_type):
+        return "DATETIME(6)"
+    if pa.types.is_time(arrow_type):
+        return "TIME(6)"
+    if pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type):
+        return "VARBINARY(255)" if key else "LONGBLOB"
+    return "VARCHAR(255)" if key else "LONGTEXT"

@@ -1,0 +1,132 @@
+"""Fixtures for loader tests: a fresh MariaDB database per test and a driver for sink writers."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pymysql
+import pytest
+
+from services.common.spec.destination import Destination
+from services.common.spec.render import SecretResolver
+from services.loader.sinks import sink_for
+from services.loader.sinks.base import LoadContext, UnitKey, WriteCounts
+from tests.conftest import MYSQL_URL, pg_query
+
+
+def mysql_conn(database: str | None = None) -> Any:
+    return pymysql.connect(host="127.0.0.1", port=3306, user="root", database=database)
+
+
+def my_query(database: str, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+    conn = mysql_conn(database)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(sql, params)
+            return list(cursor.fetchall())
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def mysql_db() -> Iterator[str]:
+    """A fresh MariaDB database per test, dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    try:
+        conn = mysql_conn()
+    except pymysql.Error as exc:
+        pytest.fail(f"MariaDB is required at {MYSQL_URL}: {exc}")
+    with conn.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE `{name}`")
+    conn.close()
+    yield name
+    conn = mysql_conn()
+    with conn.cursor() as cursor:
+        cursor.execute(f"DROP DATABASE `{name}`")
+    conn.close()
+
+
+@dataclass
+class Target:
+    """One destination under test: its URI, a table name and a way to query it."""
+
+    kind: str
+    uri: str
+    table: str
+    query: Any
+    quote: str = '"'
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def qualified(self, suffix: str = "") -> str:
+        parts = (self.table + suffix).split(".")
+        return ".".join(self.quote + p + self.quote for p in parts)
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in self.query(sql)]
+
+
+@pytest.fixture(params=["postgresql", "mariadb", "duckdb"])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Target:
+    kind = request.param
+    if kind == "postgresql":
+        dsn = request.getfixturevalue("pg_dsn")
+        schema = request.getfixturevalue("pg_schema")
+        # The ledger lives in the connection's current schema: keep it inside the test's schema.
+        uri = f"{dsn}?options=-csearch_path%3D{schema}"
+        return Target(kind, uri, f"{schema}.sales", lambda sql: pg_query(dsn, sql))
+    if kind == "mariadb":
+        db = request.getfixturevalue("mysql_db")
+        uri = f"mariadb://root@127.0.0.1:3306/{db}"
+        return Target(kind, uri, "sales", lambda sql: my_query(db, sql), quote="`")
+    import duckdb
+
+    path = tmp_path / "out.duckdb"
+
+    def duck(sql: str) -> list[tuple[Any, ...]]:
+        with duckdb.connect(str(path)) as con:
+            return con.execute(sql).fetchall()
+
+    return Target(kind, f"duckdb:///{path}", "sales", duck)
+
+
+def load(
+    uri: str,
+    table: str,
+    batches: list[pa.RecordBatch],
+    *,
+    unit: str = "u1",
+    fingerprint: str = "f1",
+    mode: str = "append",
+    keys: list[str] | None = None,
+    schema: str = "evolve",
+    rejected: list[pa.RecordBatch] | None = None,
+    run_id: str = "run-1",
+) -> bool:
+    """Drive one unit through a sink the way the loader's server does; False when skipped."""
+    destination = Destination.model_validate(
+        {"uri": uri, "table": table, "mode": mode, "keys": keys or [], "schema": schema}
+    )
+    sink = sink_for(uri, SecretResolver({}))
+    ctx = LoadContext(UnitKey("p", "t", unit, fingerprint), run_id, destination, table)
+    writer = sink.open_unit(ctx)
+    try:
+        if writer.already_loaded():
+            writer.abort()
+            return False
+        counts = WriteCounts()
+        for batch in batches:
+            writer.write(batch)
+            counts.rows_loaded += batch.num_rows
+        for batch in rejected or []:
+            writer.write_rejected(batch)
+            counts.rows_rejected += batch.num_rows
+    except BaseException:
+        writer.abort()
+        raise
+    writer.commit(counts)
+    return True
