@@ -313,3 +313,21 @@ def test_task_without_image_is_refused(cluster: tuple[FakeCluster, k8s.ApiClient
     with pytest.raises(JobFailed, match="needs an image"):
         asyncio.run(runner.run(task, 10))
     assert fake.requests == []
+
+
+def test_cancelling_the_run_deletes_the_job(cluster: tuple[FakeCluster, k8s.ApiClient]) -> None:
+    fake, api = cluster
+    fake.job_statuses = [{"active": 1}]
+    fake.pod_status = {"containerStatuses": [container({"running": {}})]}
+
+    async def scenario() -> None:
+        runner = KubernetesJobRunner(api, SETTINGS)
+        running = asyncio.create_task(runner.run(TASK, 300))
+        while fake.reads < 2:
+            await asyncio.sleep(0.05)
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+
+    asyncio.run(scenario())
+    assert len(fake.calls("DELETE")) == 1
