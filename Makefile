@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo up test test-unit lint protos manifests bench images deploy clean
+.PHONY: help setup demo demo-daily up test test-unit lint protos manifests bench images deploy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -20,6 +20,9 @@ setup: $(VENV)/.installed ## create .venv and install Sluice with its dev tools
 
 demo: setup ## start the stack, run examples/pipelines/demo.yaml into DuckDB, print the result
 	$(VENV)/bin/sluice run examples/pipelines/demo.yaml
+
+demo-daily: setup ## the daily-report example: a fetch job against a local portal, etl, a summary
+	$(PY) examples/jobs/demo_daily.py --sluice $(VENV)/bin/sluice
 
 up: setup ## start the four services locally (Ctrl-C stops them)
 	$(VENV)/bin/sluice up --pipelines examples/pipelines
