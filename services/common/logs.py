@@ -35,6 +35,23 @@ def bind_context(**values: str | None) -> Iterator[None]:
         _CONTEXT.reset(token)
 
 
+def outcome_fields(
+    status: str, error: str | None = None, code: str | None = None
+) -> dict[str, str]:
+    """ECS fields for the line that reports how a run ended, for ``extra=``.
+
+    ``event.outcome`` is ``success`` / ``failure`` / ``unknown`` (cancelled, skipped), so Kibana
+    finds failed runs by field rather than by message text; ``error.*`` carries the reason.
+    """
+    outcome = {"succeeded": "success", "failed": "failure"}.get(status, "unknown")
+    fields = {"event.action": "run-finished", "event.outcome": outcome}
+    if error:
+        fields["error.message"] = error
+    if code:
+        fields["error.code"] = code
+    return fields
+
+
 def current_context() -> dict[str, str]:
     return dict(_CONTEXT.get())
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from services.common.errors import Cancelled, SluiceError, Terminal
 from services.common.grpc_client import call_metadata, unary
-from services.common.logs import bind_context
+from services.common.logs import bind_context, outcome_fields
 from services.common.proto.sluice.v1 import data_pb2, extractor_pb2, loader_pb2
 from services.common.spec.model import EtlTask, JobTask, Pipeline, SqlTask
 from services.common.spec.render import render, run_context
@@ -228,7 +228,12 @@ class RunExecutor:
                 log.info("run started")
                 status, error = await self._run_dag(run, pipeline)
                 await asyncio.to_thread(self.store.set_run_status, run_id, status, error)
-                log.info("run %s", status)
+                log.log(
+                    logging.ERROR if status == "failed" else logging.INFO,
+                    "run %s",
+                    status,
+                    extra=outcome_fields(status, error),
+                )
             except asyncio.CancelledError:
                 if run_id in self._lost:
                     status = "requeued"  # its new owner reports the outcome
@@ -245,9 +250,13 @@ class RunExecutor:
                 await asyncio.to_thread(
                     self.store.set_run_status, run_id, "failed", exc.full_message
                 )
-                log.error("run failed: %s", exc.full_message)
+                log.error(
+                    "run failed: %s",
+                    exc.full_message,
+                    extra=outcome_fields("failed", exc.full_message, exc.code),
+                )
             except Exception as exc:
-                log.exception("run crashed")
+                log.exception("run crashed", extra=outcome_fields("failed"))
                 await asyncio.to_thread(
                     self.store.set_run_status, run_id, "failed", f"{type(exc).__name__}: {exc}"
                 )

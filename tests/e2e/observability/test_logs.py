@@ -138,3 +138,18 @@ def test_row_counts_are_structured_fields(
         if line.get("labels.run_id") == run_id and "sluice.rows.rejected" in line
     ]
     assert sum(line["sluice.rows.rejected"] for line in transformed) == 20
+
+
+def test_the_run_outcome_is_a_structured_field(
+    logs: dict[str, list[dict[str, Any]]], observed: ObservedRuns
+) -> None:
+    finished = {
+        line["labels.run_id"]: line
+        for line in logs["orchestrator"]
+        if line.get("event.action") == "run-finished"
+    }
+    ok = finished[observed.sales["run_id"]]
+    assert (ok["event.outcome"], ok["log.level"]) == ("success", "info")
+    failed = finished[observed.broken["run_id"]]
+    assert (failed["event.outcome"], failed["log.level"]) == ("failure", "error")
+    assert "ragged" in failed["error.message"]  # the failed task; units carry the file and line
