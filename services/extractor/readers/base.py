@@ -19,13 +19,14 @@ class ReadLimits:
     """Sizes a reader works with (from the extractor settings)."""
 
     batch_bytes: int = 4 * 1024 * 1024
-    """Target Arrow size of one emitted batch."""
-    max_line_bytes: int = 4 * 1024 * 1024
-    """Longest record accepted; also the parser's block size, so it bounds memory too."""
+    """Target Arrow size of one emitted batch (bigger parsed blocks are sliced, zero-copy)."""
+    max_line_bytes: int = 2 * 1024 * 1024
+    """Longest record accepted; also the text parser's block size, so it bounds memory too
+    (pyarrow keeps a few dozen blocks in flight)."""
 
     @property
     def block_bytes(self) -> int:
-        return max(self.batch_bytes, self.max_line_bytes)
+        return max(self.max_line_bytes, 64 * 1024)
 
 
 class Reader(Protocol):

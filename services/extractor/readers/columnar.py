@@ -1,8 +1,8 @@
 """Self-describing formats: parquet, jsonl and json arrays.
 
 Parquet and JSON lines stream batch by batch and keep the schema the file (or the first block)
-declares. A JSON array has to be parsed whole, so it is refused above ``max_line_bytes``; large
-JSON should be exported as JSON lines.
+declares. A JSON array has to be parsed whole, so it is refused above ``JSON_DOCUMENT_LIMIT``;
+large JSON should be exported as JSON lines.
 """
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ from services.common import lineage
 from services.common.errors import BadInput
 from services.common.spec.source import SourceOptions
 from services.extractor.readers.base import BatchIterator, ReadLimits, rebatch
+
+JSON_DOCUMENT_LIMIT = 64 * 1024 * 1024
+"""Largest JSON array document read (it is parsed whole)."""
 
 
 def _with_lines(batch: pa.RecordBatch, first_line: int) -> pa.RecordBatch:
@@ -68,9 +71,9 @@ class JsonArrayReader:
         size = path.stat().st_size
         if size == 0:
             return iter(())
-        if size > limits.max_line_bytes:
+        if size > JSON_DOCUMENT_LIMIT:
             raise BadInput(
-                f"a JSON document of {size} bytes is over the limit of {limits.max_line_bytes}; "
+                f"a JSON document of {size} bytes is over the limit of {JSON_DOCUMENT_LIMIT}; "
                 "export JSON lines (one object per line) instead",
                 file=str(path),
             )

@@ -15,6 +15,7 @@ every sheet's first rows when ``sheet: "*"``.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
 import re
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import python_calamine as calamine
 
 from services.common import lineage
@@ -81,9 +83,11 @@ class _Sheet:
         self.first_row = top + options.skip_rows
         self._sheet = sheet
         self.header: list[str] = []
+        self.header_row = 0
         self.width = 0
-        rows = self.rows()
-        first = next(rows, None)
+        self._rows = self.rows()
+        self._sample: list[tuple[int, list[Any]]] | None = None
+        first = next(self._rows, None)
         if first is None:
             return
         number, values = first
@@ -96,25 +100,46 @@ class _Sheet:
         else:
             self.header = [f"f{i}" for i in range(len(values))]
             self.header_row = number - 1
+            self._rows = itertools.chain([first], self._rows)
         self.width = len(self.header)
 
     def rows(self) -> Iterator[tuple[int, list[Any]]]:
+        """Non-empty rows in the range with their sheet row numbers."""
         start_row, start_col = self._sheet.start or (0, 0)
-        for offset, values in enumerate(self._sheet.iter_rows()):
-            number = start_row + offset + 1
-            if number < self.first_row:
+        trim = start_col or self.left or self.right is not None
+        for offset, values in enumerate(self._sheet.iter_rows(), start=start_row + 1):
+            if offset < self.first_row:
                 continue
-            if self.bottom is not None and number > self.bottom:
+            if self.bottom is not None and offset > self.bottom:
                 return
-            cells = [""] * start_col + list(values)
-            cells = cells[self.left : None if self.right is None else self.right + 1]
-            if any(cell != "" for cell in cells):
-                yield number, cells
+            cells = values
+            if trim:
+                cells = ([""] * start_col + values)[
+                    self.left : None if self.right is None else self.right + 1
+                ]
+            if cells.count("") != len(cells):
+                yield offset, cells
+
+    def sample(self) -> list[tuple[int, list[Any]]]:
+        """The first data rows (kept: they are also the first rows streamed)."""
+        if self._sample is None:
+            self._sample = list(itertools.islice(self._rows, SAMPLE_ROWS))
+        return self._sample
 
     def data_rows(self) -> Iterator[tuple[int, list[Any]]]:
-        for number, values in self.rows():
-            if number > self.header_row:
-                yield number, values
+        """Every data row once: the sample, then the rest of the sheet."""
+        yield from self.sample()
+        self._sample = []
+        yield from self._rows
+
+    def columns(self, rows: list[tuple[int, list[Any]]]) -> list[tuple[Any, ...]]:
+        """Rows to columns (in C, via zip), short rows padded with empty cells."""
+        width = self.width
+        padded = (
+            row if len(row) == width else (row + [""] * (width - len(row)))[:width]
+            for _, row in rows
+        )
+        return list(zip(*padded, strict=True)) or [() for _ in range(width)]
 
 
 def _text(value: Any) -> str:
@@ -125,14 +150,19 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _infer(values: list[Any]) -> pa.DataType:
-    kinds = {type(v) for v in values if v is not None}
+def _infer(column: tuple[Any, ...], nulls: set[str]) -> pa.DataType:
+    """The narrowest type of a sampled column (null-like strings ignored)."""
+    kinds = set(map(type, column))
+    if str in kinds:
+        texts = {v for v in column if v.__class__ is str}
+        if texts - nulls:
+            return pa.string()
+        kinds.discard(str)
     if not kinds:
         return pa.string()
     if kinds <= {float, int}:
-        whole = all(
-            float(v).is_integer() and abs(v) < _MAX_SAFE_INT for v in values if v is not None
-        )
+        numbers = [v for v in column if v.__class__ is not str]
+        whole = all(float(v).is_integer() and abs(v) < _MAX_SAFE_INT for v in numbers)
         return pa.int64() if whole else pa.float64()
     if kinds == {bool}:
         return pa.bool_()
@@ -210,18 +240,12 @@ class ExcelReader:
 
     def _plan(self, sheets: list[_Sheet], options: SourceOptions) -> pa.Schema:
         per_sheet = {}
-        nulls = set(schemas.null_values(options))
+        nulls = set(schemas.null_values(options)) | _ERRORS | {""}
         for sheet in sheets:
-            sample: list[list[Any]] = [[] for _ in sheet.header]
-            for count, (_, values) in enumerate(sheet.data_rows()):
-                if count >= SAMPLE_ROWS:
-                    break
-                for index, column in enumerate(sample):
-                    column.append(_clean(values[index] if index < len(values) else "", nulls))
             fields = []
-            for name, column in zip(sheet.header, sample, strict=True):
+            for name, column in zip(sheet.header, sheet.columns(sheet.sample()), strict=True):
                 declared = schemas.declared_type(name, options)
-                fields.append(pa.field(name, declared or _infer(column)))
+                fields.append(pa.field(name, declared or _infer(column, nulls)))
             per_sheet[sheet.name] = pa.schema(fields)
         merged = schemas.unify(per_sheet)
         return merged.append(pa.field(lineage.LINE, pa.int64()))
@@ -236,26 +260,68 @@ class ExcelReader:
     ) -> tuple[pa.RecordBatch, int]:
         nulls = set(schemas.null_values(options))
         positions = {name: i for i, name in enumerate(sheet.header)}
+        numbers = [n for n, _ in chunk]
+        width = len(sheet.header)
+        # Rows to columns in C (zip), padding short rows; then one Arrow conversion per column.
+        columns = list(
+            zip(*((row + [""] * (width - len(row)))[:width] for _, row in chunk), strict=True)
+        )
         arrays = []
         errors = 0
         for field in schema:
             if field.name == lineage.LINE:
-                arrays.append(pa.array([n for n, _ in chunk], pa.int64()))
+                arrays.append(pa.array(numbers, pa.int64()))
                 continue
             if all_sheets and field.name == options.sheet_column:
                 arrays.append(pa.array([sheet.name] * len(chunk), pa.string()))
                 continue
             index = positions.get(field.name)
-            values = []
-            for number, row in chunk:
-                raw = row[index] if index is not None and index < len(row) else ""
-                if isinstance(raw, str) and raw in _ERRORS:
-                    errors += 1
-                values.append(
-                    _coerce(_clean(raw, nulls), field, sheet, number, (index or 0) + sheet.left)
-                )
-            arrays.append(pa.array(values, field.type))
+            column = columns[index] if index is not None and index < len(columns) else ()
+            bad_cells = sum(1 for v in column if v.__class__ is str and v in _ERRORS)
+            errors += bad_cells
+            fast = None if bad_cells else _fast_column(column, field.type, nulls, len(chunk))
+            arrays.append(
+                fast
+                if fast is not None
+                else _slow_column(column, field, sheet, numbers, (index or 0) + sheet.left, nulls)
+            )
         return pa.RecordBatch.from_arrays(arrays, schema=schema), errors
+
+
+def _fast_column(
+    column: tuple[Any, ...], kind: pa.DataType, nulls: set[str], rows: int
+) -> pa.Array | None:
+    """The column converted by Arrow in one call, or None when a cell needs the careful path."""
+    if not column:
+        return pa.nulls(rows, kind)
+    values = [None if v == "" else v for v in column]
+    try:
+        if kind == pa.int64():
+            return pc.cast(pa.array(values, pa.float64()), pa.int64())  # safe: whole numbers only
+        if kind in (pa.float64(), pa.bool_(), pa.timestamp("us"), pa.date32()):
+            array = pa.array(values, kind)
+        elif kind == pa.string():
+            array = pa.array(values, pa.string())
+        else:
+            return None
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+        return None
+    if kind == pa.string() and nulls and pc.any(pc.is_in(array, pa.array(list(nulls)))).as_py():
+        return None
+    if kind == pa.date32() and any(isinstance(v, dt.datetime) for v in values):
+        return None  # a datetime with a time of day must not be truncated silently
+    return array
+
+
+def _slow_column(
+    column: tuple[Any, ...], field: pa.Field, sheet: _Sheet, numbers: list[int], col: int,
+    nulls: set[str],
+) -> pa.Array:  # fmt: skip
+    values = [
+        _coerce(_clean(raw, nulls), field, sheet, number, col)
+        for raw, number in zip(column or [""] * len(numbers), numbers, strict=True)
+    ]
+    return pa.array(values, field.type)
 
 
 def _clean(value: Any, nulls: set[str]) -> Any:
