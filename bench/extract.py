@@ -276,9 +276,8 @@ def main() -> int:
                 results.append(timed(fmt, "reader", path, sluice_reader))
                 results.append(timed(fmt, "service", path, service.pull))
             print()
-            print(
-                f"{'format':<7}{'path':<9}{'rows':>11}{'MB':>9}{'s':>8}{'rows/s':>12}{'MB/s':>8}{'vs raw':>8}"
-            )
+            header = ("format", "path", "rows", "MB", "s", "rows/s", "MB/s", "vs raw")
+            print("{:<7}{:<9}{:>11}{:>9}{:>8}{:>12}{:>8}{:>8}".format(*header))
             raw_speed: dict[str, float] = {}
             for r in results:
                 speed = r.rows / r.seconds
@@ -305,7 +304,8 @@ def main() -> int:
             size_mb = big.stat().st_size / 1e6
             print(
                 f"large csv: {size_mb:,.0f} MB, {rows:,} rows in {seconds:.1f}s "
-                f"({rows / seconds:,.0f} rows/s, {size_mb / seconds:.1f} MB/s) through the service; "
+                f"({rows / seconds:,.0f} rows/s, {size_mb / seconds:.1f} MB/s) through the service;"
+                " "
                 f"extractor peak RSS {peak:.0f} MB (target < {TARGET_RSS_MB} MB)"
             )
             failed = failed or peak >= TARGET_RSS_MB
