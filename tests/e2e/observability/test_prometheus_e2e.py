@@ -109,3 +109,14 @@ def test_grpc_calls_are_counted_by_method_and_code(observed: ObservedRuns) -> No
     )
     assert codes.get("OK") == 2.0
     assert codes.get("INVALID_ARGUMENT") == 1.0, codes
+
+
+def test_run_detail_has_task_and_unit_timings(observed: ObservedRuns) -> None:
+    # Where time went, without Grafana: the run detail API times every task and unit.
+    run = observed.sales
+    assert run["started_at"] and run["finished_at"] and run["duration_seconds"] >= 0
+    (task,) = run["tasks"]
+    assert task["started_at"] <= task["finished_at"]
+    for unit in task["units"]:
+        assert unit["started_at"] <= unit["finished_at"]
+        assert unit["duration_seconds"] > 0
