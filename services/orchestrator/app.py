@@ -55,6 +55,16 @@ def problem(status: int, code: str, title: str, detail: str, **extra: object) ->
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
+async def _watch_pipelines(registry: PipelineRegistry, every: float) -> None:
+    """Pick up added, changed and removed pipeline files without a restart."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await asyncio.to_thread(registry.reload_if_changed)
+        except Exception:
+            log.exception("reloading pipelines failed; keeping the previous definitions")
+
+
 async def _start(settings: OrchestratorSettings) -> tuple[Runtime, list[asyncio.Task[None]]]:
     store = Store(settings.state.url)
     if settings.state.migrate:
@@ -79,6 +89,8 @@ async def _start(settings: OrchestratorSettings) -> tuple[Runtime, list[asyncio.
     ]
     if settings.scheduler.enabled:
         loops.append(scheduler.loop(lease.is_leader))
+    if settings.pipelines.reload_seconds > 0:
+        loops.append(_watch_pipelines(registry, settings.pipelines.reload_seconds))
     for hook in STARTUP_HOOKS:
         loops += await hook(runtime)
     tasks = [asyncio.create_task(loop) for loop in loops]

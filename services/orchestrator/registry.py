@@ -19,9 +19,31 @@ class PipelineRegistry:
         self.directory = directory
         self.pipelines: dict[str, Pipeline] = {}
         self.errors: dict[str, SpecError] = {}
+        self._seen: tuple[tuple[str, int, int], ...] | None = None
+
+    def _files_state(self) -> tuple[tuple[str, int, int], ...]:
+        # stat() follows symlinks, so a ConfigMap update (an atomic symlink swap) is seen too.
+        if not self.directory.is_dir():
+            return ()
+        state = []
+        for path in sorted([*self.directory.glob("*.yaml"), *self.directory.glob("*.yml")]):
+            try:
+                info = path.stat()
+            except OSError:
+                continue
+            state.append((path.name, info.st_mtime_ns, info.st_size))
+        return tuple(state)
+
+    def reload_if_changed(self) -> bool:
+        """Reload when a file was added, removed or changed since the last load."""
+        if self._files_state() == self._seen:
+            return False
+        self.reload()
+        return True
 
     def reload(self) -> None:
         """Re-read every file; invalid files are reported, valid ones stay usable."""
+        self._seen = self._files_state()
         if not self.directory.is_dir():
             log.warning("pipelines directory %s does not exist", self.directory)
             self.pipelines, self.errors = {}, {}

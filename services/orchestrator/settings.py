@@ -39,6 +39,9 @@ class StateSettings(Section):
 class PipelineSettings(Section):
     dir: Path = Path("pipelines")
     """Directory of pipeline YAML files (a mounted ConfigMap on Kubernetes)."""
+    reload_seconds: float = Field(default=10.0, ge=0)
+    """How often the directory is checked for added, changed or removed files (0: never; a
+    changed ConfigMap then needs a restart)."""
 
 
 class ExecutionSettings(Section):

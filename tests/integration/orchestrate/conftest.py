@@ -53,13 +53,13 @@ def make_settings(tmp_path: Path, **overrides: Any) -> OrchestratorSettings:
 
 @pytest.fixture
 def orchestrator(tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
-    """``start(pipelines: dict[file, yaml], **settings)`` returns a client with operator auth."""
+    """``start(files: dict[file name, yaml], **settings)`` returns a client with operator auth."""
     clients: list[TestClient] = []
 
-    def start(pipelines: dict[str, str], **overrides: Any) -> TestClient:
+    def start(files: dict[str, str], **overrides: Any) -> TestClient:
         directory = tmp_path / "pipelines"
         directory.mkdir(exist_ok=True)
-        for name, text in pipelines.items():
+        for name, text in files.items():
             (directory / name).write_text(text)
         client = TestClient(create_app(make_settings(tmp_path, **overrides)))
         client.__enter__()

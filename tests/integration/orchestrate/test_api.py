@@ -258,3 +258,24 @@ def test_mask_secrets_in_urls_and_keys() -> None:
         "smtp_password": "***",
         "n": 1,
     }
+
+
+def test_pipeline_files_are_reloaded_when_they_change(orchestrator: Start, tmp_path: Path) -> None:
+    from services.orchestrator.settings import PipelineSettings
+
+    client = orchestrator(
+        {"q.yaml": QUICK},
+        pipelines=PipelineSettings(dir=tmp_path / "pipelines", reload_seconds=0.1),
+    )
+    (tmp_path / "pipelines" / "s.yaml").write_text(SCHEDULED)
+    (tmp_path / "pipelines" / "q.yaml").unlink()
+
+    def names() -> set[str]:
+        return {p["name"] for p in client.get("/api/v1/pipelines").json()["pipelines"]}
+
+    wait_for(lambda: names() == {"nightly"}, what="the pipelines directory to be reloaded")
+    (tmp_path / "pipelines" / "s.yaml").write_text("name: nightly\ntasks: []\n")
+    wait_for(
+        lambda: bool(client.get("/api/v1/pipelines").json()["invalid_files"]),
+        what="the broken file to be reported",
+    )
