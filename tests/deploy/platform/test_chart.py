@@ -359,6 +359,10 @@ def test_network_policies_allow_only_the_pull_chain() -> None:
 
 def test_network_policy_peers_come_from_values() -> None:
     objects = render_case("production")
+    orchestrator = one(objects, "NetworkPolicy", "sluice-orchestrator")
+    sources = [peer for rule in orchestrator["spec"]["ingress"] for peer in rule["from"]]
+    names = {p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for p in sources}
+    assert names == {"ingress-nginx", "monitoring"}, "ingress controller and Prometheus only"
     loader = one(objects, "NetworkPolicy", "sluice-loader")
     db_rule = next(
         r for r in loader["spec"]["egress"] if any(p["port"] == 5432 for p in r["ports"])

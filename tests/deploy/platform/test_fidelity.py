@@ -43,7 +43,7 @@ from tests.deploy.platform.chart import (
     render_templates,
 )
 from tests.deploy.platform.images import exec_form, final_stage
-from tests.deploy.platform.settings_env import env_settings
+from tests.deploy.platform.settings_env import env_settings, settings_class
 
 TOKEN = "fidelity-token"
 START_ORDER = ("extractor", "transformer", "loader", "orchestrator")
@@ -72,6 +72,39 @@ def test_every_sluice_env_var_is_a_known_setting(case: str) -> None:
             if setting.required and setting.name not in sluice_env_names(container):
                 problems.append(f"{svc}: required setting {setting.name} is not set")
     assert not problems, "\n".join(problems)
+
+
+def resolved_env(container: dict[str, Any]) -> dict[str, str]:
+    """The container's SLUICE_* env with references replaced by plausible values."""
+    env: dict[str, str] = {}
+    for item in container.get("env", []):
+        if not item["name"].startswith("SLUICE_"):
+            continue
+        if "value" in item:
+            env[item["name"]] = str(item["value"])
+        elif "fieldRef" in item["valueFrom"]:
+            env[item["name"]] = "sluice-orchestrator-5d8f7c9b4-x2x7q"
+        else:  # a Secret: the state URL, SMTP credentials
+            env[item["name"]] = (
+                "postgresql+psycopg://u:p@db/sluice" if "URL" in item["name"] else "x"
+            )
+    return env
+
+
+@pytest.mark.parametrize("case", list(VALUES_CASES))
+def test_manifest_env_values_parse_as_settings(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The values the chart writes (ports, booleans, literals like round_robin) are accepted."""
+    for svc, container in deployment_containers(case):
+        for name in [n for n in os.environ if n.upper().startswith("SLUICE_")]:
+            monkeypatch.delenv(name)
+        env = resolved_env(container)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        settings = settings_class(svc)()
+        if "SLUICE_GRPC__PORT" in env:
+            assert settings.grpc.port == int(env["SLUICE_GRPC__PORT"])  # type: ignore[attr-defined]
+        for name in env:
+            monkeypatch.delenv(name)
 
 
 def test_unknown_env_var_is_reported() -> None:
