@@ -146,3 +146,21 @@ def test_json_lines_and_parquet(tmp_path: Path) -> None:
     (tmp_path / "c.json").write_text('[{"x": 5}]')
     tables = pull_units(f"file://{tmp_path}/*")
     assert sorted(v for t in tables.values() for v in t.column("x").to_pylist()) == [1, 2, 3, 4, 5]
+
+
+def test_encrypted_member_is_refused(tmp_path: Path) -> None:
+    data = bytearray(make_zip(tmp_path / "plain.zip", {"secret.csv": b"a\n1\n"}).read_bytes())
+    # Set the "encrypted" flag bit in the local and the central header, as a password does.
+    data[6] |= 0x1
+    central = data.index(b"PK\x01\x02")
+    data[central + 8] |= 0x1
+    path = tmp_path / "locked.zip"
+    path.write_bytes(bytes(data))
+    with pytest.raises(BadInput, match="encrypted"):
+        pull_units(path.as_uri())
+
+
+def test_header_only_member_and_empty_member_load_zero_rows(tmp_path: Path) -> None:
+    path = make_zip(tmp_path / "e.zip", {"empty.csv": b"", "header.csv": b"a,b\n"})
+    tables = pull_units(path.as_uri())
+    assert [t.num_rows for t in tables.values()] == [0, 0]

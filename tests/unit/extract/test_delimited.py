@@ -107,7 +107,9 @@ def test_na_late_in_an_integer_column_is_null_and_schema_holds(tmp_path: Path) -
 
 def test_a_wider_value_within_the_sample_widens_the_type(tmp_path: Path) -> None:
     rows = [f"{i},{i}" for i in range(50_000)] + ["50000,12.5"]
-    table = read_table(write(tmp_path / "w.csv", "id,n\n" + "\n".join(rows) + "\n"), batch_bytes=64 * 1024)
+    table = read_table(
+        write(tmp_path / "w.csv", "id,n\n" + "\n".join(rows) + "\n"), batch_bytes=64 * 1024
+    )
     assert str(table.schema.field("n").type) == "double"
     assert table.column("n").to_pylist()[-1] == 12.5
 
