@@ -9,6 +9,8 @@ import importlib.metadata as metadata
 import importlib.util
 import json
 import re
+import shutil
+import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,3 +191,46 @@ def dockerignore_includes(path: str) -> bool:
         ):
             included = negate
     return included
+
+
+def assemble_app_tree(service: str, target: Path) -> Path:
+    """Recreate the image's /app from the Dockerfile's COPY instructions, read-only.
+
+    The build stage copies sources into ./app (under WORKDIR /src) and the runtime stage copies
+    /src/app to /app: running from this tree proves the image holds every module and data file
+    its service needs, and that nothing writes beside its own code.
+    """
+    dockerfile = DOCKER / f"{service}.Dockerfile"
+    workdir = "/"
+    app = target / "app"
+    for step in instructions(dockerfile):
+        if step.keyword == "WORKDIR":
+            workdir = step.args
+            if step.args == "/app":
+                break  # the runtime stage starts using the tree
+        if step.keyword != "COPY" or step.args.startswith("--"):
+            continue
+        *sources, destination = step.args.split()
+        absolute = str(Path(workdir) / destination)
+        if not absolute.startswith("/src/app"):
+            continue
+        inside = app / Path(absolute).relative_to("/src/app")
+        for source in sources:
+            origin = ROOT / source
+            if origin.is_dir():
+                shutil.copytree(
+                    origin, inside, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+                )
+            else:
+                inside.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(origin, inside / origin.name)
+    for path in [app, *app.rglob("*")]:
+        mode = path.stat().st_mode
+        path.chmod(mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    return app
+
+
+def make_writable(tree: Path) -> None:
+    """Undo assemble_app_tree's read-only bits so the test can clean up."""
+    for path in [tree, *tree.rglob("*")]:
+        path.chmod(path.stat().st_mode | stat.S_IWUSR)

@@ -42,10 +42,21 @@ from tests.deploy.platform.chart import (
     render_case,
     render_templates,
 )
-from tests.deploy.platform.images import exec_form, final_stage
+from tests.deploy.platform.images import (
+    assemble_app_tree,
+    exec_form,
+    final_stage,
+    make_writable,
+)
 from tests.deploy.platform.settings_env import env_settings, settings_class
 
 TOKEN = "fidelity-token"
+IMAGE_PYTHON_M = (
+    "import runpy, sys; "
+    "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f)]; "
+    "sys.argv = sys.argv[1:]; "
+    "runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)"
+)
 START_ORDER = ("extractor", "transformer", "loader", "orchestrator")
 
 
@@ -220,6 +231,7 @@ class ClusterOnLoopback:
         self.tmp = tmp
         self.secrets = secrets
         self.services: dict[str, Started] = {}
+        self.trees: list[Path] = []
         # Every declared container port gets its own free local port.
         self.port_map: dict[str, dict[int, int]] = {}
         for svc in SERVICES:
@@ -304,15 +316,19 @@ class ClusterOnLoopback:
             if "command" not in container
             else container["command"]
         )
-        assert command[0] == "python", "the image runs its service with the image's python"
-        command = [sys.executable, *command[1:]]
+        assert command[:2] == ["python", "-m"], "the image runs `python -m services.<svc>`"
+        # `python -m <module>`, minus the dev environment's editable-install finder, which would
+        # otherwise serve modules the image does not contain from the repository.
+        command = [sys.executable, "-c", IMAGE_PYTHON_M, *command[2:]]
         mounts = self.materialise_volumes(svc)
-        workdir = self.tmp / svc / "app"
-        workdir.mkdir(parents=True, exist_ok=True)
+        # The image's /app (WORKDIR and PYTHONPATH): only what the Dockerfile copies, read-only.
+        app = assemble_app_tree(svc, self.tmp / svc / "image")
+        self.trees.append(app)
+        assert image_env.get("PYTHONPATH") == "/app"
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             **image_env,
-            "PYTHONPATH": str(ROOT),  # the image's /app holds the services package
+            "PYTHONPATH": str(app),
             "HOME": str(mounts.get("/tmp", self.tmp)),
             "TMPDIR": str(mounts.get("/tmp", self.tmp)),
             **self.env_for(svc, mounts),
@@ -321,7 +337,7 @@ class ClusterOnLoopback:
         with log.open("wb") as out:
             process = subprocess.Popen(
                 command,
-                cwd=workdir,
+                cwd=app,
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -344,6 +360,8 @@ class ClusterOnLoopback:
             if started.process.poll() is None:
                 os.killpg(started.process.pid, signal.SIGKILL)
                 started.process.wait(timeout=30)
+        for tree in self.trees:
+            make_writable(tree)
 
 
 def grpc_probe(port: int) -> bool:
