@@ -72,27 +72,53 @@ def target_type(type_name: str) -> pa.DataType:
 
 
 def convert(array: pa.Array, spec: CastSpec) -> pa.Array:
-    """Convert ``array`` as ``spec`` says; values that do not convert become null."""
+    """Convert ``array`` as ``spec`` says; values that do not convert become null.
+
+    Text is tried as it is first: most columns are clean, one Arrow kernel converts them, and
+    comparing null counts proves that every value made it. Only otherwise is the text trimmed,
+    blank cells made null (an empty cell means "no value", as in every csv reader), and the
+    conversion redone leniently.
+    """
     target = target_type(spec.type)
-    if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
-        array = pc.utf8_trim_whitespace(array)
-        # An empty cell means "no value" for every typed column, as in every csv reader.
-        if not pa.types.is_string(target):
-            array = pc.if_else(pc.equal(array, ""), pa.scalar(None, array.type), array)
+    if _is_text(array.type):
+        if pa.types.is_string(target):
+            return array if array.type == target else pc.cast(array, target)
+        try:
+            fast = _dispatch(array, spec, target, lenient=False)
+            if fast.null_count == array.null_count:
+                return fast
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            pass
+        array = _blank_to_null(pc.utf8_trim_whitespace(array))
+    return _dispatch(array, spec, target, lenient=True)
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind))
+
+
+def _blank_to_null(text: pa.Array) -> pa.Array:
+    blank = pc.equal(pc.binary_length(text), 0)
+    if not pc.any(blank).as_py():
+        return text
+    return pc.if_else(blank, pa.scalar(None, text.type), text)
+
+
+def _dispatch(array: pa.Array, spec: CastSpec, target: pa.DataType, *, lenient: bool) -> pa.Array:
     if pa.types.is_null(array.type):
         return pa.nulls(len(array), target)
     if pa.types.is_integer(target) or pa.types.is_floating(target):
-        return _to_number(array, target)
+        return _to_number(array, target) if lenient else pc.cast(array, target, safe=True)
     if pa.types.is_boolean(target):
         return _to_bool(array)
     if pa.types.is_decimal(target):
-        return _to_decimal(array, target)
+        return _to_decimal(array, target) if lenient else pc.cast(array, target, safe=True)
     if pa.types.is_string(target):
         return array if array.type == target else pc.cast(array, target)
     if pa.types.is_timestamp(target):
-        return _to_timestamp(array, spec.format, spec.timezone)
+        return _to_timestamp(array, spec.format, spec.timezone, lenient)
     if pa.types.is_date(target):
-        stamps = _to_timestamp(array, spec.format, None)
+        stamps = _to_timestamp(array, spec.format, None, lenient)
         if stamps.type.tz is not None:
             stamps = stamps.cast(pa.timestamp("us"))
         return pc.cast(stamps, pa.date32())
@@ -101,8 +127,10 @@ def convert(array: pa.Array, spec: CastSpec) -> pa.Array:
 
 def bad_values(before: pa.Array, after: pa.Array) -> np.ndarray:
     """Rows that had a value and lost it in a conversion."""
+    if after.null_count == before.null_count:
+        return np.zeros(len(before), dtype=bool)  # a conversion never turns null into a value
     had_value = pc.is_valid(before)
-    if pa.types.is_string(before.type) or pa.types.is_large_string(before.type):
+    if _is_text(before.type):
         had_value = pc.and_(had_value, pc.not_equal(pc.utf8_trim_whitespace(before), ""))
     lost = pc.and_(had_value, pc.is_null(after))
     return np.asarray(lost.to_numpy(zero_copy_only=False), dtype=bool)
@@ -161,7 +189,9 @@ def _to_decimal(array: pa.Array, target: pa.Decimal128Type) -> pa.Array:
     return pa.array(values, type=target)
 
 
-def _to_timestamp(array: pa.Array, fmt: str | None, timezone: str | None) -> pa.Array:
+def _to_timestamp(
+    array: pa.Array, fmt: str | None, timezone: str | None, lenient: bool = True
+) -> pa.Array:
     if pa.types.is_timestamp(array.type):
         stamps = array.cast(pa.timestamp("us", array.type.tz))
     elif pa.types.is_date(array.type):
@@ -169,7 +199,7 @@ def _to_timestamp(array: pa.Array, fmt: str | None, timezone: str | None) -> pa.
     elif fmt is not None:
         stamps = pc.strptime(pc.cast(array, pa.string()), format=fmt, unit="us", error_is_null=True)
     else:
-        stamps = _iso_timestamps(pc.cast(array, pa.string()))
+        stamps = _iso_timestamps(pc.cast(array, pa.string()), lenient)
     if timezone is None:
         return stamps
     if stamps.type.tz is None:
@@ -177,7 +207,7 @@ def _to_timestamp(array: pa.Array, fmt: str | None, timezone: str | None) -> pa.
     return stamps.cast(pa.timestamp("us", "UTC"))
 
 
-def _iso_timestamps(text: pa.Array) -> pa.Array:
+def _iso_timestamps(text: pa.Array, lenient: bool = True) -> pa.Array:
     try:
         return pc.cast(text, pa.timestamp("us"))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -185,7 +215,8 @@ def _iso_timestamps(text: pa.Array) -> pa.Array:
     try:
         return pc.cast(text, pa.timestamp("us", "UTC"))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        pass
+        if not lenient:
+            raise
     # Without a format only ISO 8601 is read: guessing 01.02.2026 would silently swap days.
     parsed = pd.to_datetime(pd.Series(text.to_pandas()), errors="coerce", format="ISO8601")
     if getattr(parsed.dt, "tz", None) is not None:
@@ -219,7 +250,7 @@ def localize(stamps: pa.Array, timezone: str) -> pa.Array:
 
 def parse_array(array: pa.Array, spec: ParseSpec) -> pa.Array:
     """Apply a ``parse`` spec: local number formats, or dates in several formats."""
-    text = pc.utf8_trim_whitespace(pc.cast(array, pa.string()))
+    text = pc.cast(array, pa.string())
     if spec.is_number:
         if spec.thousands is not None:
             marks = [spec.thousands, *(_SPACES if spec.thousands == " " else [])]
@@ -228,6 +259,7 @@ def parse_array(array: pa.Array, spec: ParseSpec) -> pa.Array:
         if spec.decimal is not None and spec.decimal != ".":
             text = pc.replace_substring(text, spec.decimal, ".")
         return convert(text, CastSpec(type=spec.to or "float64"))
+    text = pc.utf8_trim_whitespace(text)
     results = [pc.strptime(text, format=f, unit="us", error_is_null=True) for f in spec.formats]
     if len({r.type for r in results}) > 1:
         # Some formats carry an offset (%z) and some do not: compare instants in UTC.
