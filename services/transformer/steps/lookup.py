@@ -179,7 +179,7 @@ def _query(uri: str, sql: str) -> pa.Table:
         with con:
             return con.sql(sql).to_arrow_table()
     if scheme in ("postgres", "postgresql"):
-        import adbc_driver_postgresql.dbapi as adbc  # type: ignore[import-untyped]
+        import adbc_driver_postgresql.dbapi as adbc
 
         with adbc.connect(uri) as conn, conn.cursor() as cursor:
             cursor.execute(sql)
