@@ -91,17 +91,28 @@ class Prometheus:
             time.sleep(0.5)
         raise AssertionError(f"targets not up after {timeout:.0f}s: {up}\n{self.tail()}")
 
+    def firing(self) -> list[dict[str, str]]:
+        """Labels of the alerts currently firing."""
+        reply = httpx.get(f"{self.url}/api/v1/alerts", timeout=10)
+        assert reply.status_code == 200, reply.text
+        alerts = reply.json()["data"]["alerts"]
+        return [a["labels"] for a in alerts if a["state"] == "firing"]
+
     def tail(self, lines: int = 20) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
 
 @contextmanager
-def run_prometheus(workdir: Path, targets: Mapping[str, str]) -> Iterator[Prometheus]:
-    """Start Prometheus scraping ``targets`` ({job: host:port}) every second; stop it after."""
+def run_prometheus(
+    workdir: Path, targets: Mapping[str, str], rule_files: Iterable[Path] = ()
+) -> Iterator[Prometheus]:
+    """Start Prometheus scraping ``targets`` ({job: host:port}) every second, evaluating
+    ``rule_files`` every second; stop it afterwards."""
     binary = require_tool("prometheus")
     workdir.mkdir(parents=True, exist_ok=True)
-    config = {
+    config: dict[str, Any] = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(path) for path in rule_files],
         "scrape_configs": [
             {"job_name": job, "static_configs": [{"targets": [target]}]}
             for job, target in targets.items()

@@ -15,10 +15,11 @@ import pytest
 
 from services.cli.stack import LocalStack, Ports, StackConfig
 from tests.conftest import trigger, wait_for_run, write_pipeline
-from tests.deploy.observability.prom import Prometheus, run_prometheus, scrape_targets
+from tests.deploy.observability.prom import RULES, Prometheus, run_prometheus, scrape_targets
 
 SALES = """\
 name: obs_sales
+schedule: "0 0 1 1 *"  # yearly: exports a schedule interval, never fires during the test
 tasks:
   - id: sales
     source:
@@ -95,7 +96,7 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObservedRuns]
     stack.start(timeout=90)
     try:
         targets = scrape_targets(stack)
-        with run_prometheus(workdir / "prometheus", targets) as prometheus:
+        with run_prometheus(workdir / "prometheus", targets, [RULES]) as prometheus:
             prometheus.wait_scraped(targets)
             sales = wait_for_run(stack.url, trigger(stack.url, "obs_sales"))
             broken = wait_for_run(stack.url, trigger(stack.url, "obs_broken"))
