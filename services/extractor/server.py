@@ -15,7 +15,7 @@ import grpc
 import pyarrow as pa
 
 from services.common.codec import to_message
-from services.common.errors import SluiceError, SpecError
+from services.common.errors import BadInput, SluiceError, SpecError
 from services.common.grpc_server import (
     TRACE_ID_METADATA_KEY,
     RunningServer,
@@ -146,6 +146,10 @@ class ExtractorService(extractor_pb2_grpc.ExtractorServicer):
                     offset += batch.num_rows
             except SluiceError as err:
                 raise _relabel(err, str(path), label) from None
+            except (pa.ArrowException, ValueError, UnicodeError, EOFError) as exc:
+                # A reader met input it has no specific message for: still the unit's bad
+                # input (terminal, named), never an internal error that would be retried.
+                raise BadInput(f"cannot read the file: {exc}", file=label) from None
             log.info("streamed %d rows in %d batches", offset, seq)
 
 

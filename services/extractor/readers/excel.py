@@ -321,7 +321,15 @@ def _slow_column(
         _coerce(_clean(raw, nulls), field, sheet, number, col)
         for raw, number in zip(column or [""] * len(numbers), numbers, strict=True)
     ]
-    return pa.array(values, field.type)
+    try:
+        return pa.array(values, field.type)
+    except (pa.ArrowInvalid, OverflowError) as exc:
+        raise BadInput(
+            f"sheet {sheet.name!r} column {column_letters(col)}: {exc}; declare the column in "
+            "source.options.column_types (e.g. string)",
+            file=sheet.file,
+            column=field.name,
+        ) from None
 
 
 def _clean(value: Any, nulls: set[str]) -> Any:

@@ -47,7 +47,7 @@ class GcsObjects:
     @property
     def client(self) -> Any:
         if self._client is None:
-            from google.cloud import storage  # heavy import, only for gs:// sources
+            import google.cloud.storage as storage  # heavy import, only for gs:// sources
 
             if self.settings.emulator_host:
                 from google.auth.credentials import AnonymousCredentials

@@ -144,3 +144,15 @@ def test_truncated_xlsx(tmp_path: Path) -> None:
     (tmp_path / "cut.xlsx").write_bytes(data[: len(data) // 2])
     with pytest.raises(BadInput, match="not a readable Excel workbook"):
         read_table(tmp_path / "cut.xlsx", fmt="xlsx")
+
+
+def test_number_too_large_for_the_planned_integer_column(tmp_path: Path) -> None:
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["n"])
+    for i in range(25_000):
+        ws.append([i])
+    ws.append([1e20])
+    wb.save(tmp_path / "big.xlsx")
+    with pytest.raises(BadInput, match="column_types"):
+        read_table(tmp_path / "big.xlsx")
