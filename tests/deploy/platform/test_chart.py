@@ -548,3 +548,26 @@ def test_lint_is_clean_in_strict_mode() -> None:
         assert not problems and not result["errors"], f"{case}: {problems} {result['errors']}"
     bad = helm_python.lint(str(CHART), {"extractor": {"replica": 2}}, strict=True)
     assert bad["errors"], "lint must report a values typo"
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_no_hooks_and_nothing_that_holds_data(case: str) -> None:
+    """Install and upgrade must never run once-only hooks or own the state database: the
+    orchestrator migrates at start under a lock, and data lives outside the release."""
+    objects = render_case(case)
+    hooked = [
+        o["metadata"]["name"]
+        for o in objects
+        if "helm.sh/hook" in o["metadata"].get("annotations", {})
+    ]
+    assert not hooked, f"hooks are skipped by GitOps tools and run once: {hooked}"
+    kinds = {o["kind"] for o in objects}
+    assert not kinds & {"Job", "CronJob", "PersistentVolumeClaim", "StatefulSet", "Secret"}
+    env = env_of(container(objects, "orchestrator"))
+    assert env.get("SLUICE_STATE__MIGRATE", {}).get("value", "true") == "true"
+
+
+def test_orchestrator_migrates_at_start_by_default() -> None:
+    from services.orchestrator.settings import OrchestratorSettings
+
+    assert OrchestratorSettings.model_fields["state"].default.migrate is True
