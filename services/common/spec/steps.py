@@ -270,6 +270,14 @@ class LookupSpec(Strict):
     delimiter: str = ","
     required: bool = Field(default=False, description="a key without a match fails the unit")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on(cls, data: Any) -> Any:
+        # YAML 1.1 reads a bare `on:` key as the boolean true; users mean the join key.
+        if isinstance(data, dict) and True in data and "on" not in data:
+            data = {("on" if k is True else k): v for k, v in data.items()}
+        return data
+
     @model_validator(mode="after")
     def _one_source(self) -> LookupSpec:
         if (self.file is None) == (self.table is None):
