@@ -181,6 +181,8 @@ class ExcelReader:
         except calamine.PasswordError:
             raise BadInput("the workbook is password-protected", file=file) from None
         except Exception as exc:  # calamine raises several unrelated types for corrupt files
+            if _encrypted(path):
+                raise BadInput("the workbook is password-protected", file=file) from None
             raise BadInput(f"not a readable Excel workbook: {exc}", file=file) from None
         return self._stream(workbook, options, limits, file)
 
@@ -286,6 +288,17 @@ class ExcelReader:
                 else _slow_column(column, field, sheet, numbers, (index or 0) + sheet.left, nulls)
             )
         return pa.RecordBatch.from_arrays(arrays, schema=schema), errors
+
+
+_OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_ENCRYPTED_STREAM = "EncryptedPackage".encode("utf-16-le")
+
+
+def _encrypted(path: Path) -> bool:
+    """An Office file saved with a password: an OLE2 container holding ``EncryptedPackage``."""
+    with path.open("rb") as handle:
+        head = handle.read(4 * 1024 * 1024)
+    return head.startswith(_OLE2) and _ENCRYPTED_STREAM in head
 
 
 def _fast_column(

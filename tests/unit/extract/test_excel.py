@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import zipfile
 from pathlib import Path
 
 import openpyxl
@@ -156,3 +157,48 @@ def test_number_too_large_for_the_planned_integer_column(tmp_path: Path) -> None
     wb.save(tmp_path / "big.xlsx")
     with pytest.raises(BadInput, match="column_types"):
         read_table(tmp_path / "big.xlsx")
+
+
+ODS_CONTENT = """<?xml version="1.0" encoding="UTF-8"?>
+<office:document-content xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0"
+ xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0"
+ xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" office:version="1.2">
+<office:body><office:spreadsheet><table:table table:name="Data">
+<table:table-row>
+ <table:table-cell office:value-type="string"><text:p>id</text:p></table:table-cell>
+ <table:table-cell office:value-type="string"><text:p>day</text:p></table:table-cell>
+</table:table-row>
+<table:table-row>
+ <table:table-cell office:value-type="float" office:value="7"><text:p>7</text:p></table:table-cell>
+ <table:table-cell office:value-type="date" office:date-value="2026-11-05"><text:p>x</text:p></table:table-cell>
+</table:table-row>
+</table:table></office:spreadsheet></office:body></office:document-content>"""
+
+ODS_MANIFEST = """<?xml version="1.0" encoding="UTF-8"?>
+<manifest:manifest xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0"
+ manifest:version="1.2">
+<manifest:file-entry manifest:full-path="/"
+ manifest:media-type="application/vnd.oasis.opendocument.spreadsheet"/>
+<manifest:file-entry manifest:full-path="content.xml" manifest:media-type="text/xml"/>
+</manifest:manifest>"""
+
+
+def test_ods_spreadsheet(tmp_path: Path) -> None:
+    path = tmp_path / "d.ods"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("mimetype", "application/vnd.oasis.opendocument.spreadsheet")
+        archive.writestr("content.xml", ODS_CONTENT, zipfile.ZIP_DEFLATED)
+        archive.writestr("META-INF/manifest.xml", ODS_MANIFEST, zipfile.ZIP_DEFLATED)
+    table = read_table(path)
+    assert table.column("id").to_pylist() == [7]
+    assert table.column("day").to_pylist() == [dt.date(2026, 11, 5)]
+
+
+def test_password_protected_workbook_is_named(tmp_path: Path) -> None:
+    # What Excel writes for a password: an OLE2 container with an EncryptedPackage stream.
+    ole2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(504)
+    (tmp_path / "locked.xlsx").write_bytes(
+        ole2 + "EncryptedPackage".encode("utf-16-le") + bytes(1000)
+    )
+    with pytest.raises(BadInput, match="password-protected"):
+        read_table(tmp_path / "locked.xlsx")
