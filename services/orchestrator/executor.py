@@ -93,23 +93,24 @@ class RunExecutor:
         free = self.settings.execution.max_active_runs - len(self.active)
         if free <= 0:
             return []
-        queued = await asyncio.to_thread(self.store.queued_runs, free * 4 + 16)
-        if not queued:
-            return []
         running = await asyncio.to_thread(self.store.running_counts)
+        full = [name for name, count in running.items() if count >= self._max_active(name)]
+        queued = await asyncio.to_thread(self.store.queued_runs, free * 4 + 16, full)
         started = []
         for run_id, pipeline_name in queued:
             if len(self.active) >= self.settings.execution.max_active_runs:
                 break
-            pipeline = self.registry.pipelines.get(pipeline_name)
-            limit = pipeline.max_active_runs if pipeline else 1
-            if running.get(pipeline_name, 0) >= limit:
+            if running.get(pipeline_name, 0) >= self._max_active(pipeline_name):
                 continue
             if await asyncio.to_thread(self.store.claim_run, run_id, self.owner):
                 running[pipeline_name] = running.get(pipeline_name, 0) + 1
                 self.submit(run_id)
                 started.append(run_id)
         return started
+
+    def _max_active(self, pipeline_name: str) -> int:
+        pipeline = self.registry.pipelines.get(pipeline_name)
+        return pipeline.max_active_runs if pipeline else 1
 
     async def adopt_orphans(self, *, everyone: bool = False) -> list[str]:
         """Take over runs whose owner stopped heartbeating, and resume them."""

@@ -215,15 +215,14 @@ class Store:
 
     # execution ownership ------------------------------------------------------------------
 
-    def queued_runs(self, limit: int) -> list[tuple[str, str]]:
-        """``(run_id, pipeline)`` of the oldest queued runs."""
+    def queued_runs(self, limit: int, exclude: Sequence[str] = ()) -> list[tuple[str, str]]:
+        """``(run_id, pipeline)`` of the oldest queued runs, leaving out pipelines ``exclude``
+        (those at their ``max_active_runs``, so their backlog cannot starve other pipelines)."""
+        query = select(Run.id, Run.pipeline).where(Run.status == "queued")
+        if exclude:
+            query = query.where(Run.pipeline.not_in(list(exclude)))
         with self.session() as session:
-            rows = session.execute(
-                select(Run.id, Run.pipeline)
-                .where(Run.status == "queued")
-                .order_by(Run.created_at, Run.id)
-                .limit(limit)
-            ).all()
+            rows = session.execute(query.order_by(Run.created_at, Run.id).limit(limit)).all()
         return [(r[0], r[1]) for r in rows]
 
     def running_counts(self) -> dict[str, int]:

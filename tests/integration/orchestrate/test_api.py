@@ -279,3 +279,14 @@ def test_pipeline_files_are_reloaded_when_they_change(orchestrator: Start, tmp_p
         lambda: bool(client.get("/api/v1/pipelines").json()["invalid_files"]),
         what="the broken file to be reported",
     )
+
+
+def test_a_full_pipeline_backlog_does_not_starve_other_pipelines(orchestrator: Start) -> None:
+    client = orchestrator({"s.yaml": SLOW, "q.yaml": QUICK})
+    slow = [client.post("/api/v1/pipelines/slow/runs").json()["run_id"] for _ in range(30)]
+    quick = client.post("/api/v1/pipelines/quick/runs").json()["run_id"]
+    assert wait_final(client, quick, timeout=30)["status"] == "succeeded"
+    statuses = [client.get(f"/api/v1/runs/{r}").json()["status"] for r in slow]
+    assert statuses.count("running") == 1  # max_active_runs: 1
+    for run_id in slow:
+        client.post(f"/api/v1/runs/{run_id}/cancel")
