@@ -140,31 +140,29 @@ class SluiceServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         return call
 
     def _wrap_stream(self, inner: Any, method: str) -> Any:
+        # One generator: the context, the counting and the yield share a frame, so a stream the
+        # client abandons (cancelled while waiting, or closed at a yield) is counted CANCELLED.
         async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            with bind_context(**call_log_context(request, context)):
-                async for item in counted(request, context):
-                    yield item
-
-        async def counted(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             start = time.perf_counter()
             GRPC_INFLIGHT.labels(self.service, method).inc()
-            try:
-                async for item in inner(request, context):
-                    yield item
-            except asyncio.CancelledError:
-                GRPC_SERVER_CALLS.labels(self.service, method, "CANCELLED").inc()
-                raise
-            except Exception as exc:
-                if _is_abort(exc):
+            with bind_context(**call_log_context(request, context)):
+                try:
+                    async for item in inner(request, context):
+                        yield item
+                except (asyncio.CancelledError, GeneratorExit):
+                    GRPC_SERVER_CALLS.labels(self.service, method, "CANCELLED").inc()
                     raise
-                await self._fail(context, method, exc)
-                raise
-            finally:
-                GRPC_INFLIGHT.labels(self.service, method).dec()
-                GRPC_SERVER_SECONDS.labels(self.service, method).observe(
-                    time.perf_counter() - start
-                )
-            GRPC_SERVER_CALLS.labels(self.service, method, "OK").inc()
+                except Exception as exc:
+                    if _is_abort(exc):
+                        raise
+                    await self._fail(context, method, exc)
+                    raise
+                finally:
+                    GRPC_INFLIGHT.labels(self.service, method).dec()
+                    GRPC_SERVER_SECONDS.labels(self.service, method).observe(
+                        time.perf_counter() - start
+                    )
+                GRPC_SERVER_CALLS.labels(self.service, method, "OK").inc()
 
         return call
 
