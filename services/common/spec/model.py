@@ -68,6 +68,12 @@ class EtlTask(TaskBase):
     def _schema_contract(self) -> EtlTask:
         # The loader reads the policy from the destination: the task-level key is copied there.
         check_declared_columns(self.columns)
+        if self.columns and not self.transform:
+            # Units of a task without steps go straight from extractor to loader.
+            raise ValueError(
+                "columns are enforced by the transformer: add at least one transform step "
+                "(for example a select of the declared columns)"
+            )
         if self.schema_policy is not None:
             given = "schema_policy" in self.destination.model_fields_set
             if given and self.destination.schema_policy != self.schema_policy:

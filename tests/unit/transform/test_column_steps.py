@@ -231,12 +231,15 @@ tasks:
     source: {uri: "file:///x.csv"}
     columns: {a: int64, day: date}
     schema: freeze
+    transform: [{select: [a, day]}]
     destination: {uri: "duckdb:///x", table: t}
 """
     task = pipeline_from_text(text, "p.yaml").tasks[0]
     assert task.destination.schema_policy == "freeze"  # type: ignore[union-attr]
     with pytest.raises(SpecError, match=r"line 3: .*columns of day.*daytime"):
         pipeline_from_text(text.replace("day: date", "day: daytime"), "p.yaml")
+    with pytest.raises(SpecError, match="columns are enforced by the transformer"):
+        pipeline_from_text(text.replace("transform: [{select: [a, day]}]", ""), "p.yaml")
 
 
 @pytest.mark.parametrize(
