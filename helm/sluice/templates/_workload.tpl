@@ -72,6 +72,12 @@ spec:
             {{- with $values.env }}
             {{- toYaml . | nindent 12 }}
             {{- end }}
+          {{- if and (eq .svc "orchestrator") $root.Values.secrets.existingSecret }}
+          # The orchestrator resolves `${NAME}` (alert webhooks, local jobs) from its environment.
+          envFrom:
+            - secretRef:
+                name: {{ $root.Values.secrets.existingSecret }}
+          {{- end }}
           {{- include (printf "sluice.%s.probes" .svc) . | nindent 10 }}
           lifecycle:
             preStop:

@@ -215,6 +215,10 @@ def test_secrets_only_by_reference(case: str) -> None:
 
 def test_pipeline_secrets_mounted_where_secret_references_resolve() -> None:
     objects = render_case("production")
+    assert container(objects, "orchestrator")["envFrom"] == [
+        {"secretRef": {"name": "sluice-pipeline-secrets"}}
+    ]
+    assert "envFrom" not in container(render_case("defaults"), "orchestrator")
     for svc in ("extractor", "loader"):
         c = container(objects, svc)
         assert env_of(c)["SLUICE_SECRETS_DIR"]["value"] == "/etc/sluice/secrets"
