@@ -290,3 +290,25 @@ def test_a_full_pipeline_backlog_does_not_starve_other_pipelines(orchestrator: S
     assert statuses.count("running") == 1  # max_active_runs: 1
     for run_id in slow:
         client.post(f"/api/v1/runs/{run_id}/cancel")
+
+
+def test_a_stopping_orchestrator_requeues_its_runs_and_the_next_one_finishes_them(
+    orchestrator: Start, tmp_path: Path
+) -> None:
+    pid_file, nap_file = tmp_path / "pid", tmp_path / "nap"
+    nap_file.write_text("30")
+    script = (
+        f"import os, time; open({str(pid_file)!r}, 'a').write(str(os.getpid()) + ' '); "
+        f"time.sleep(float(open({str(nap_file)!r}).read()))"
+    )
+    pipeline = job_pipeline("resumable", job("nap", script))
+    first = orchestrator({"r.yaml": pipeline})
+    run_id = first.post("/api/v1/pipelines/resumable/runs").json()["run_id"]
+    wait_for(pid_file.exists, what="the job to start")
+    first.__exit__(None, None, None)  # the orchestrator stops (SIGTERM, a rolling update)
+    assert not process_alive(int(pid_file.read_text().split()[0]))
+    nap_file.write_text("0")
+    second = orchestrator({})
+    run = wait_final(second, run_id)
+    assert run["status"] == "succeeded"
+    assert len(pid_file.read_text().split()) == 2  # the task ran again, once
