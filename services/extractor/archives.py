@@ -55,9 +55,13 @@ class Member:
     format: str
 
 
-def is_zip(path: Path) -> bool:
-    with path.open("rb") as handle:
-        return handle.read(4) in (b"PK\x03\x04", b"PK\x05\x06")
+def is_zip(source: Path | IO[bytes]) -> bool:
+    if isinstance(source, Path):
+        with source.open("rb") as handle:
+            return handle.read(4) in (b"PK\x03\x04", b"PK\x05\x06")
+    magic = source.read(4)
+    source.seek(0)
+    return magic in (b"PK\x03\x04", b"PK\x05\x06")
 
 
 def _unsafe(name: str) -> bool:
@@ -109,7 +113,11 @@ def _check_declared(info: zipfile.ZipInfo, limits: UnpackLimits, label: str) -> 
 
 
 def list_members(
-    path: Path, pattern: str | None, limits: UnpackLimits, label: str, declared: str = "auto"
+    path: Path | IO[bytes],
+    pattern: str | None,
+    limits: UnpackLimits,
+    label: str,
+    declared: str = "auto",
 ) -> list[Member]:
     """Readable members of the zip at ``path`` matching ``pattern``, nested zips expanded."""
     found: list[Member] = []

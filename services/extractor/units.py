@@ -36,12 +36,15 @@ def discover(source: Source, settings: ExtractorSettings) -> list[DiscoveredUnit
         if unit.format not in ("zip", "auto"):
             units.append(unit)
             continue
-        with backend.local_path(unit.uri) as path:
-            if not archives.is_zip(path):
+        # GCS objects are seekable (ranged reads): the member list costs a few requests, not a
+        # download. Other remote objects are spooled first.
+        opener = getattr(backend, "open_seekable", None) or backend.local_path
+        with opener(unit.uri) as archive:
+            if not archives.is_zip(archive):
                 units.append(unit)
                 continue
             members = archives.list_members(
-                path, source.members, unpack_limits(settings), unit.id, source.format
+                archive, source.members, unpack_limits(settings), unit.id, source.format
             )
         units.extend(
             DiscoveredUnit(

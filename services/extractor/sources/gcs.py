@@ -13,9 +13,9 @@ import fnmatch
 import glob
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from services.common.errors import BadInput, Transient
+from services.common.errors import BadInput, SluiceError, Transient
 from services.common.spec.source import Source
 from services.extractor.errors import SourceNotFound
 from services.extractor.settings import GcsSourceSettings
@@ -90,6 +90,19 @@ class GcsObjects:
         if not units and not magic:
             raise SourceNotFound(f"no such object: {source.uri}", file=source.uri)
         return units
+
+    @contextlib.contextmanager
+    def open_seekable(self, uri: str) -> Iterator[IO[bytes]]:
+        """A seekable reader doing ranged reads: a zip's member list without the whole zip."""
+        bucket, name = split_uri(uri)
+        blob = self.client.bucket(bucket).blob(name)
+        try:
+            with blob.open("rb", chunk_size=self.settings.chunk_bytes) as reader:
+                yield reader
+        except Exception as exc:
+            if isinstance(exc, SluiceError):
+                raise
+            raise _classify(exc, uri) from None
 
     @contextlib.contextmanager
     def local_path(self, uri: str) -> Iterator[Path]:
