@@ -219,7 +219,7 @@ def test_pipeline_secrets_mounted_where_secret_references_resolve() -> None:
         {"secretRef": {"name": "sluice-pipeline-secrets"}}
     ]
     assert "envFrom" not in container(render_case("defaults"), "orchestrator")
-    for svc in ("extractor", "loader"):
+    for svc in ("extractor", "transformer", "loader"):
         c = container(objects, svc)
         assert env_of(c)["SLUICE_SECRETS_DIR"]["value"] == "/etc/sluice/secrets"
         assert {
@@ -346,7 +346,8 @@ def test_network_policies_allow_only_the_pull_chain() -> None:
     def egress_ports(svc: str) -> set[int]:
         return {p["port"] for r in policies[svc]["spec"]["egress"] for p in r["ports"]}
 
-    assert egress_ports("transformer") == {53, 50051}
+    # The transformer reads lookup tables from the destination databases, nothing else.
+    assert egress_ports("transformer") == {53, 50051, 5432, 3306}
     assert 5432 in egress_ports("loader") and 443 in egress_ports("loader")
     assert 5432 not in egress_ports("extractor") and 50053 not in egress_ports("extractor")
     assert {50053, 50051, 5432, 6443} <= egress_ports("orchestrator")

@@ -7,7 +7,8 @@
   value: {{ include "sluice.grpcTarget" (dict "root" .root "svc" "extractor") | quote }}
 - name: SLUICE_EXTRACTOR__LOAD_BALANCING
   value: round_robin
+{{- include "sluice.secrets.env" . }}
 {{- end -}}
-{{- define "sluice.transformer.volumeMounts" -}}{{- end -}}
-{{- define "sluice.transformer.volumes" -}}{{- end -}}
+{{- define "sluice.transformer.volumeMounts" -}}{{ include "sluice.secrets.volumeMounts" . }}{{- end -}}
+{{- define "sluice.transformer.volumes" -}}{{ include "sluice.secrets.volumes" . }}{{- end -}}
 {{- define "sluice.transformer.checksums" -}}{{- end -}}
