@@ -284,7 +284,10 @@ class AlertMonitor:
         if pipeline is None or pipeline.alerts is None:
             return
         for alert in run_alerts(pipeline, run, self.settings.base_url):
-            await self._send_once((run["run_id"], alert.kind), pipeline.alerts, alert)
+            # Shielded: the run's own task may be cancelled (shutdown) while the alert is out.
+            await asyncio.shield(
+                self._send_once((run["run_id"], alert.kind), pipeline.alerts, alert)
+            )
 
     async def check(self) -> None:
         """One pass of the lateness and freshness checks."""

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import os
 import signal
@@ -35,7 +34,26 @@ log = logging.getLogger(__name__)
 OUTPUT_TAIL_BYTES = 8192
 EXIT_RETRY = 75  # EX_TEMPFAIL from sysexits.h: "try again later"
 KILL_GRACE_SECONDS = 5.0
-PR_SET_PDEATHSIG = 1
+
+# The job's first program, a few lines of Python: it asks Linux to SIGKILL it when the orchestrator
+# dies (prctl PR_SET_PDEATHSIG; a SIGKILLed or OOM-killed orchestrator cannot clean up, and the
+# replica adopting the run would start a second copy next to the old one), then execs the job's
+# command, which keeps the pid and the signal. Not a preexec_fn: forking a process that runs gRPC
+# threads and then running Python in the child can abort the child.
+LAUNCHER = """
+import ctypes, os, signal, sys
+try:
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+except (OSError, AttributeError):
+    pass
+if os.getppid() != int(sys.argv[1]):
+    sys.exit(137)
+try:
+    os.execvp(sys.argv[2], sys.argv[2:])
+except OSError as exc:
+    print(f"cannot start {sys.argv[2]!r}: {exc.strerror or exc}", file=sys.stderr)
+    sys.exit(127)
+"""
 
 
 class JobFailed(Terminal):
@@ -120,6 +138,11 @@ async def run_local_job(
     env = local_env(job, base, secrets or SecretResolver(base))
     try:
         process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-I",
+            "-c",
+            LAUNCHER,
+            str(os.getpid()),
             *job.command,
             cwd=job.workdir,
             env=env,
@@ -127,7 +150,6 @@ async def run_local_job(
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,  # its own process group: children die with it
-            preexec_fn=_die_with_parent,
         )
     except OSError as exc:
         raise JobFailed(f"cannot start {job.command[0]!r}: {exc.strerror or exc}") from None
@@ -148,20 +170,6 @@ async def run_local_job(
     if status != 0:
         raise exit_status_error(status, tail.text())
     return tail.text()
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: get SIGKILL if the orchestrator dies without cleaning up.
-
-    A SIGKILLed or OOM-killed orchestrator cannot kill its jobs, and the replica that adopts the
-    run starts the task again; without this the old job would keep running next to the new one.
-    Linux only (``prctl(PR_SET_PDEATHSIG)``); elsewhere a no-op.
-    """
-    if sys.platform != "linux":
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 async def _drain(process: asyncio.subprocess.Process, tail: OutputTail) -> None:

@@ -105,7 +105,7 @@ def make_settings(tmp_path: Path, smtp_port: int = 25, **overrides: Any) -> Orch
         "execution": ExecutionSettings(
             poll_seconds=0.1,
             heartbeat_seconds=0.2,
-            heartbeat_timeout_seconds=5,
+            heartbeat_timeout_seconds=60,  # no adoption of our own runs on a busy machine
             unit_retry_backoff_seconds=0.05,
         ),
         "scheduler": SchedulerSettings(enabled=False, lease_seconds=3),
