@@ -10,7 +10,7 @@ import pytest
 from prometheus_client.metrics import MetricWrapperBase
 
 from services.orchestrator.metrics import QueuedRunsCollector
-from tests.deploy.observability.prom import METRICS_DOC
+from tests.deploy.observability.prom import METRICS_DOC, ROOT
 
 MODULES = [f"services.{svc}.metrics" for svc in
            ("common", "extractor", "transformer", "loader", "orchestrator")]  # fmt: skip
@@ -58,3 +58,14 @@ def test_no_unbounded_labels() -> None:
     forbidden = {"run_id", "unit", "file", "path", "uri", "error", "message"}
     for name, (_, labels) in declared().items():
         assert not forbidden & set(labels), f"{name} has an unbounded label"
+
+
+def test_the_orchestrator_runs_one_worker_as_documented() -> None:
+    # In-process metrics are exact only with one worker per process; docs/metrics.md says so.
+    # Passing an app object (not an import string) to uvicorn.run rules out workers > 1.
+    source = (ROOT / "services" / "orchestrator" / "__main__.py").read_text()
+    call = source[source.index("uvicorn.run(") :]
+    call = call[: call.index("\n    )") + 6]
+    assert "workers" not in call, "several workers need prometheus_client multiprocess mode"
+    assert re.search(r"uvicorn\.run\(\s*app,", call)
+    assert "one uvicorn worker" in METRICS_DOC.read_text()
