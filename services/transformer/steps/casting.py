@@ -170,7 +170,14 @@ def _to_decimal(array: pa.Array, target: pa.Decimal128Type) -> pa.Array:
         return pc.cast(array, target, safe=True)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
         pass
-    # More fractional digits than the scale, or bad values: round exactly with Decimal.
+    try:
+        # More fractional digits than the scale: read wide, round half away from zero, narrow.
+        wide = pc.cast(array, pa.decimal128(38, max(18, target.scale)), safe=True)
+        rounded = pc.round(wide, ndigits=target.scale, round_mode="half_towards_infinity")
+        return pc.cast(rounded, target, safe=True)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        pass
+    # Bad values somewhere in the batch: convert one by one to find them.
     quantum = Decimal(1).scaleb(-target.scale)
     limit = Decimal(10) ** (target.precision - target.scale)
     values: list[Decimal | None] = []
