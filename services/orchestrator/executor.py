@@ -77,6 +77,7 @@ class RunExecutor:
         """Lifecycle hooks per task."""
         self._cancel_requested: set[str] = set()
         self._lost: set[str] = set()
+        self._awaiting_first_unit: dict[str, datetime] = {}
         self._wakeup = asyncio.Event()
         self._stopping = False
 
@@ -180,6 +181,7 @@ class RunExecutor:
         self.active.pop(run_id, None)
         self._cancel_requested.discard(run_id)
         self._lost.discard(run_id)
+        self._awaiting_first_unit.pop(run_id, None)
         self.wake()  # a slot is free: maybe a queued run of the same pipeline can start
 
     async def cancel(self, run_id: str) -> bool:
@@ -222,10 +224,8 @@ class RunExecutor:
                     raise asyncio.CancelledError
                 pipeline = self.registry.get(pipeline_name)
                 await asyncio.to_thread(self.store.set_run_status, run_id, "running")
-                created = datetime.fromisoformat(run["created_at"])
-                metrics.TRIGGER_TO_START.labels(pipeline_name).observe(
-                    max((utcnow() - created).total_seconds(), 0.0)
-                )
+                if not any(t["attempts"] for t in run["tasks"]):  # not a retried or adopted run
+                    self._awaiting_first_unit[run_id] = datetime.fromisoformat(run["created_at"])
                 log.info("run started")
                 status, error = await self._run_dag(run, pipeline)
                 await asyncio.to_thread(self.store.set_run_status, run_id, status, error)
@@ -290,6 +290,13 @@ class RunExecutor:
                 await listener(run, task_id)
             except Exception:
                 log.exception("task-finished hook %r failed", listener)
+
+    def _first_unit_started(self, run_id: str, pipeline: str) -> None:
+        """Observe trigger -> first unit of work (a unit load, a job, a SQL statement) once."""
+        created = self._awaiting_first_unit.pop(run_id, None)
+        if created is not None:
+            delay = max((utcnow() - created).total_seconds(), 0.0)
+            metrics.TRIGGER_TO_START.labels(pipeline).observe(delay)
 
     def _mark_cancelled(self, run_id: str) -> None:
         run = self.store.get_run(run_id)
@@ -413,6 +420,8 @@ class RunExecutor:
         self, run_id: str, pipeline: Pipeline, task: AnyTask, ctx: dict[str, Any], attempt: int
     ) -> str | None:
         rendered = render(task.model_dump(mode="json", by_alias=True), ctx)
+        if not isinstance(task, EtlTask):
+            self._first_unit_started(run_id, pipeline.name)
         if isinstance(task, EtlTask):
             await self._run_etl(run_id, pipeline, EtlTask.model_validate(rendered), attempt)
             return None
@@ -526,6 +535,7 @@ class RunExecutor:
     ) -> None:
         async with self.unit_slots:
             started = utcnow()
+            self._first_unit_started(run_id, pipeline)
             with bind_context(unit=unit.id):
                 try:
                     reply = await unary(

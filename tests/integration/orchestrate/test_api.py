@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 
 from services.orchestrator.app import create_app
 from services.orchestrator.auth import AuthConfigError, hash_token
@@ -94,6 +95,8 @@ def test_tokens_file_and_its_errors(tmp_path: Path) -> None:
 
 def test_trigger_with_params_logical_date_and_idempotency_key(orchestrator: Start) -> None:
     client = orchestrator({"q.yaml": QUICK})
+    started = {"pipeline": "quick"}
+    before = REGISTRY.get_sample_value("sluice_trigger_to_start_seconds_count", started) or 0
     body = {"params": {"region": "eu"}, "logical_date": "2026-11-01T05:00:00+01:00"}
     first = client.post(
         "/api/v1/pipelines/quick/runs", json=body, headers={"Idempotency-Key": "k1"}
@@ -110,6 +113,8 @@ def test_trigger_with_params_logical_date_and_idempotency_key(orchestrator: Star
     assert run["params"] == {"region": "eu"}
     assert run["logical_date"] == "2026-11-01T04:00:00+00:00"
     assert run["tasks"][0]["output"].strip() == "hi"
+    after = REGISTRY.get_sample_value("sluice_trigger_to_start_seconds_count", started)
+    assert after == before + 1
     other = client.post("/api/v1/pipelines/quick/runs", headers={"Idempotency-Key": "k2"})
     assert other.json()["run_id"] != first.json()["run_id"]
 
