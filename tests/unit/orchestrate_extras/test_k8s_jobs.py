@@ -21,7 +21,7 @@ from kubernetes import client as k8s
 from services.common.errors import Terminal, Transient
 from services.common.spec.model import JobTask
 from services.orchestrator.jobs import JobFailed, JobTimedOut, JobTransientFailure
-from services.orchestrator.k8s_jobs import KubernetesJobRunner
+from services.orchestrator.k8s_jobs import KubernetesJobRunner, job_manifest
 from services.orchestrator.settings import JobSettings
 
 NS = "etl-jobs"
@@ -323,7 +323,7 @@ def test_cancelling_the_run_deletes_the_job(cluster: tuple[FakeCluster, k8s.ApiC
     async def scenario() -> None:
         runner = KubernetesJobRunner(api, SETTINGS)
         running = asyncio.create_task(runner.run(TASK, 300))
-        while fake.reads < 2:
+        while fake.reads < 2:  # noqa: ASYNC110 - the fake API server is another thread
             await asyncio.sleep(0.05)
         running.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -331,3 +331,10 @@ def test_cancelling_the_run_deletes_the_job(cluster: tuple[FakeCluster, k8s.ApiC
 
     asyncio.run(scenario())
     assert len(fake.calls("DELETE")) == 1
+
+
+def test_job_body_is_a_valid_batch_v1_job() -> None:
+    import kubernetes_validate
+
+    body = job_manifest(TASK, "sluice-fetch-portal-0a1b2c3d", SETTINGS, 900, {"run_id": "r1"})
+    kubernetes_validate.validate(body, "1.30", strict=True)  # raises on unknown or bad fields
