@@ -141,6 +141,14 @@ def _to_number(array: pa.Array, target: pa.DataType) -> pa.Array:
         return pc.cast(array, target, safe=True)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
         pass
+    if pa.types.is_integer(target) and _is_text(array.type):
+        # Integers stay exact (no detour through float64): null what is not an integer, cast.
+        whole = pc.fill_null(pc.match_substring_regex(array, r"^[+-]?\d+(\.0*)?$"), False)
+        digits = pc.replace_substring_regex(array, r"\.0*$", "")
+        try:
+            return pc.cast(pc.if_else(whole, digits, pa.scalar(None, array.type)), target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass  # out of range for the target type: the float check below finds which
     # Arrow refused the batch: find the bad values with a coercing parse.
     as_float = pd.to_numeric(pd.Series(array.to_pandas()), errors="coerce").astype("float64")
     values = as_float.to_numpy()

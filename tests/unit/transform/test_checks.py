@@ -109,3 +109,20 @@ def test_schema_check_quarantines_values_of_the_wrong_type_and_types_the_rest() 
 def test_check_on_unknown_column_is_a_clear_error() -> None:
     with pytest.raises(CheckFailed, match="unknown column 'nope'; columns are: a"):
         transform({"check": {"not_null": ["nope"]}}).apply(batch(a=[1]), 0)
+
+
+def test_schema_check_keeps_big_integers_exact_next_to_bad_values() -> None:
+    t = transform(quarantine({"schema": {"id": "int64", "small": "int8"}}))
+    result = t.apply(
+        batch(id=["9007199254740993", "x", "2.0", "2.5"], small=["1", "2", "300", "4"]), 0
+    )
+    assert result.good is not None and result.good.to_pydict() == {
+        "id": [9007199254740993],  # 2**53 + 1: a float detour would change it
+        "small": [1],
+    }
+    assert result.rejected is not None
+    assert result.rejected.to_pydict()["_sluice_reason"] == [
+        "id is not a valid int64",
+        "small is not a valid int8",
+        "id is not a valid int64",
+    ]
