@@ -360,13 +360,22 @@ class Store:
 
     # scheduler lease ----------------------------------------------------------------------
 
+    def db_now(self) -> datetime:
+        """The database server's clock for PostgreSQL (replicas on different hosts then agree
+        on lease expiry whatever their own clocks say); the local clock for SQLite."""
+        if self.is_sqlite:
+            return utcnow()
+        with self.engine.connect() as conn:
+            value = conn.execute(text("SELECT now()")).scalar_one()
+        return _aware(value).astimezone(UTC)  # type: ignore[union-attr]
+
     def acquire_lease(self, name: str, holder: str, ttl_seconds: float) -> bool:
         """Take or renew a lease; True while ``holder`` holds it.
 
         One conditional UPDATE (free, expired or already ours) or one INSERT, so two replicas
         can never both succeed: the database serialises the row.
         """
-        now = utcnow()
+        now = self.db_now()
         expires = now + timedelta(seconds=ttl_seconds)
         with self.session() as session:
             result = session.execute(
@@ -388,13 +397,13 @@ class Store:
             session.execute(
                 update(Lease)
                 .where(Lease.name == name, Lease.holder == holder)
-                .values(expires_at=utcnow() - timedelta(seconds=1))
+                .values(expires_at=self.db_now() - timedelta(seconds=1))
             )
 
     def lease_holder(self, name: str) -> str | None:
         with self.session() as session:
             lease = session.get(Lease, name)
-            if lease is None or _aware(lease.expires_at) < utcnow():  # type: ignore[operator]
+            if lease is None or _aware(lease.expires_at) < self.db_now():  # type: ignore[operator]
                 return None
             return lease.holder
 
