@@ -28,7 +28,7 @@ tasks:
 """
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     """The four services as real processes, one scheduled pipeline loaded."""
     workdir = tmp_path_factory.mktemp("obs-stack")
@@ -52,19 +52,19 @@ def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]
         stack.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def expositions(live_stack: LocalStack) -> dict[str, str]:
     """{job: text} scraped from the live stack's /metrics endpoints."""
     return scrape_stack(live_stack)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def all_exported(expositions: dict[str, str]) -> set[str]:
     """Every series name the live stack can expose (histogram _bucket etc. included)."""
     return {name for text in expositions.values() for name in exported_names(text)}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def families(expositions: dict[str, str]) -> dict[str, str]:
     """{sluice_* family as exposed: type} over the four services."""
     found: dict[str, str] = {}
@@ -76,7 +76,7 @@ def families(expositions: dict[str, str]) -> dict[str, str]:
     return found
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def prometheus(
     live_stack: LocalStack, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Prometheus]:

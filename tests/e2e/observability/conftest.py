@@ -73,7 +73,7 @@ def make_sales(directory: Path) -> int:
     return FILES * ROWS_PER_FILE
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObservedRuns]:
     workdir = tmp_path_factory.mktemp("obs-e2e")
     data = workdir / "data"
