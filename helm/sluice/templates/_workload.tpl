@@ -91,12 +91,18 @@ spec:
             {{- with include (printf "sluice.%s.volumeMounts" .svc) . }}
             {{- . | nindent 12 }}
             {{- end }}
+            {{- with $values.extraVolumeMounts }}
+            {{- toYaml . | nindent 12 }}
+            {{- end }}
       volumes:
         - name: tmp
           emptyDir:
             sizeLimit: {{ $values.tmpSizeLimit }}
         {{- with include (printf "sluice.%s.volumes" .svc) . }}
         {{- . | nindent 8 }}
+        {{- end }}
+        {{- with $values.extraVolumes }}
+        {{- toYaml . | nindent 8 }}
         {{- end }}
       {{- with $values.nodeSelector }}
       nodeSelector:

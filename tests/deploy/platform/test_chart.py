@@ -576,3 +576,15 @@ def test_orchestrator_migrates_at_start_by_default() -> None:
     from services.orchestrator.settings import OrchestratorSettings
 
     assert OrchestratorSettings.model_fields["state"].default.migrate is True
+
+
+def test_extra_volumes_reach_the_pod() -> None:
+    deployment = one(render_case("production"), "Deployment", "sluice-extractor")
+    spec = deployment["spec"]["template"]["spec"]
+    assert {"name": "drops", "mountPath": "/data/drops", "readOnly": True} in spec["containers"][0][
+        "volumeMounts"
+    ]
+    assert any(
+        v["name"] == "drops" and v["persistentVolumeClaim"]["claimName"] == "sluice-drops"
+        for v in spec["volumes"]
+    )
