@@ -124,3 +124,12 @@ def test_the_alert_names_only_exported_metrics(
 ) -> None:
     unknown = metric_names(rule["expr"]) - all_exported - SYNTHETIC
     assert not unknown, f"{sorted(unknown)} are not exported by any service"
+
+
+def test_a_missing_prometheus_fails_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="apt-get install"):
+        require_tool("sluice-no-such-promtool")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception):
+        require_tool("sluice-no-such-promtool")
