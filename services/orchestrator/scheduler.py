@@ -170,8 +170,26 @@ class Scheduler:
         metrics.SCHEDULE_LAG.labels(pipeline.name).set(0)
         return created
 
+    def observe(self, now: datetime | None = None) -> None:
+        """On a replica that does not lead: remember when each new pipeline was first seen.
+
+        If this replica takes over the lease later, a pipeline that was never scheduled starts
+        from that moment, not from the takeover, so a fire time during the failover is not lost.
+        """
+        now = now or datetime.now(UTC)
+        for pipeline in list(self.registry.pipelines.values()):
+            if pipeline.schedule and pipeline.name not in self.cursors:
+                last = self.store.last_scheduled(pipeline.name)
+                self.cursors[pipeline.name] = last or now
+
     async def loop(self, is_leader: Callable[[], bool]) -> None:
         while True:
-            if is_leader():
-                await asyncio.to_thread(self.tick)
+            try:
+                if is_leader():
+                    await asyncio.to_thread(self.tick)
+                else:
+                    await asyncio.to_thread(self.observe)
+            except Exception:
+                metrics.STATE_DB_ERRORS.inc()
+                log.exception("scheduler tick failed; retrying")
             await asyncio.sleep(self.settings.scheduler.tick_seconds)

@@ -154,3 +154,11 @@ def test_queue_cap_holds_back_scheduled_runs_until_there_is_room(tmp_path: Path)
     scheduler.store.request_cancel(queued[0]["run_id"])
     scheduler.tick(T0 + timedelta(hours=5, minutes=2))
     assert scheduled_dates(scheduler) == ["09:00", "10:00", "11:00"]
+
+
+def test_a_follower_taking_over_keeps_the_first_seen_time(tmp_path: Path) -> None:
+    follower = make_scheduler(tmp_path, "all")
+    follower.observe(T0)  # sees the new pipeline while another replica leads
+    # The leader died before scheduling anything; the follower leads from 10:05.
+    follower.tick(T0 + timedelta(hours=2, minutes=5))
+    assert scheduled_dates(follower) == ["09:00", "10:00"]
