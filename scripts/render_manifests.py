@@ -1,5 +1,7 @@
 """Render k8s/base from the Helm chart with its default values (``make manifests``).
 
+Also regenerates helm/sluice/values.schema.json from values.yaml (scripts/values_schema.py).
+
 The chart is the single source of truth; k8s/base is its output for users who deploy with
 ``kubectl apply -k`` or kustomize overlays (k8s/overlays/local, k8s/overlays/gke).
 tests/deploy/test_manifests.py fails when k8s/base differs from what this script writes.
@@ -14,6 +16,9 @@ from pathlib import Path
 
 import helm_python
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import values_schema  # a sibling script (scripts/ is not a package)
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "helm" / "sluice"
@@ -70,12 +75,14 @@ def stale_files(base: Path = BASE) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
+    # The values schema is derived from values.yaml; the render below validates against it.
+    schema_status = values_schema.main(argv)
     if "--check" in argv:
         stale = stale_files()
         if stale:
             print("k8s/base is out of date with helm/sluice; run `make manifests`:", *stale)
             return 1
-        return 0
+        return schema_status
     BASE.mkdir(parents=True, exist_ok=True)
     expected = base_files()
     for old in BASE.glob("*.yaml"):

@@ -43,3 +43,9 @@ def test_kustomization_lists_every_manifest() -> None:
         assert all(
             doc["metadata"]["namespace"] == "sluice" for doc in yaml.safe_load_all(text) if doc
         )
+
+
+def test_values_schema_is_generated_from_values_yaml() -> None:
+    values_schema = load_script("values_schema")
+    current = (ROOT / "helm" / "sluice" / "values.schema.json").read_text()
+    assert current == values_schema.values_schema(), "run `make manifests` to regenerate the schema"
