@@ -17,6 +17,7 @@ Grammar (Python-like):
 from __future__ import annotations
 
 import ast
+import functools
 import math
 import operator
 import warnings
@@ -240,6 +241,7 @@ class Expression:
         return _Evaluator(frame, self.source).visit(self.tree.body)
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_expression(source: str) -> Expression:
     """Parse and allow-list an expression; raises SpecError with a precise message."""
     if len(source) > MAX_EXPRESSION_LENGTH:

@@ -174,7 +174,15 @@ class UnitTransform:
             bad_frame = pd.concat(rejected, ignore_index=True)
             self.counts.rejected += len(bad_frame)
             rejected_batch = _rejects_to_arrow(bad_frame)
-        good = _to_batch(good_frame)
+        try:
+            good = _to_batch(good_frame)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+            # Only a custom step or a mixed-type derive can produce such a column.
+            raise StepFailed(
+                f"the transformed rows cannot be sent on: {exc}",
+                file=self.file,
+                unit=self.ctx.unit or None,
+            ) from exc
         return BatchResult(good=good, rejected=rejected_batch, filtered=filtered, dropped=dropped)
 
     def finish(self) -> None:

@@ -84,6 +84,8 @@ class Lookup:
         key_names = {ref: _KEY + str(i) for i, ref in enumerate(keys.values())}
         reference = table[[*keys.values(), *added]].copy()
         reference.columns = [*key_names.values(), *added.values()]
+        # pandas joins null keys with each other; a missing key never matches anything.
+        reference = reference.dropna(subset=list(key_names.values()))
         duplicated = reference.duplicated(subset=list(key_names.values()), keep=False)
         if duplicated.any():
             sample = reference.loc[duplicated, list(key_names.values())].iloc[0].tolist()

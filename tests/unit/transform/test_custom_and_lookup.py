@@ -48,6 +48,19 @@ def test_custom_step_errors_name_the_step_and_unit(ref: str, fragment: str) -> N
     assert info.value.context.unit == "file:///d/f.csv"
 
 
+@pytest.mark.usefixtures("step_package")
+def test_a_column_arrow_cannot_carry_fails_the_unit_cleanly() -> None:
+    with pytest.raises(StepFailed, match="the transformed rows cannot be sent on"):
+        transform({"python": "mixed_types"}).apply(batch(a=["x", "y"]), 0)
+
+
+def test_null_keys_never_match_a_null_reference_key(tmp_path: Path) -> None:
+    ref = tmp_path / "ref.csv"
+    ref.write_text("k,v\n,null-key\n1,one\n")
+    out = run({"lookup": {"file": str(ref), "on": "k"}}, k=pa.array([None, 1], pa.int64()))
+    assert out == {"k": [None, 1], "v": [None, "one"]}
+
+
 def test_lookup_from_csv_is_read_once_per_unit(tmp_path: Path) -> None:
     ref = tmp_path / "stores.csv"
     ref.write_text("store_id;store_name;region\n1;Köln;West\n2;Berlin;Ost\n")

@@ -22,3 +22,9 @@ def not_a_frame(frame: pd.DataFrame) -> list[int]:
 
 def loses_index(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.reset_index(drop=True).iloc[1:]
+
+
+def mixed_types(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.copy()
+    out["mixed"] = pd.Series([1, "a"] * (len(out) // 2) + [1] * (len(out) % 2), dtype=object)
+    return out
