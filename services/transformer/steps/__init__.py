@@ -149,7 +149,7 @@ class UnitTransform:
             try:
                 if isinstance(step.run, CheckRunner):
                     frame, bad = step.run(frame)
-                    if bad is not None and step.spec.on_fail == "quarantine":  # type: ignore[attr-defined]
+                    if bad is not None and step.run.step.on_fail == "quarantine":
                         rejected.append(bad)
                     elif bad is not None:
                         dropped += len(bad)

@@ -45,7 +45,16 @@ from services.transformer.steps.context import UnitContext, require_columns
 
 def apply_rename(frame: pd.DataFrame, step: RenameStep, ctx: UnitContext) -> pd.DataFrame:
     require_columns(frame, step.rename, "rename", ctx)
-    return frame.rename(columns=step.rename)
+    renamed = frame.rename(columns=step.rename)
+    twice = renamed.columns[renamed.columns.duplicated()].tolist()
+    if twice:
+        raise StepFailed(
+            f"rename: more than one column would be called {twice[0]!r}",
+            file=ctx.file,
+            unit=ctx.unit or None,
+            column=str(twice[0]),
+        )
+    return renamed
 
 
 def apply_select(frame: pd.DataFrame, step: SelectStep, ctx: UnitContext) -> pd.DataFrame:

@@ -260,3 +260,8 @@ def test_step_typos_fail_validation(step: dict[str, object], fragment: str) -> N
     with pytest.raises(ValidationError) as info:
         steps(step)
     assert fragment in str(info.value)
+
+
+def test_rename_refuses_to_create_two_columns_with_one_name() -> None:
+    with pytest.raises(StepFailed, match="more than one column would be called 'a'"):
+        run({"rename": {"b": "a"}}, a=[1], b=[2])
