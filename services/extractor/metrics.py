@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Histogram
 
+from services.common.logs import current_context
 from services.common.metrics import LATENCY_BUCKETS, UNIT_BUCKETS
 
 ROWS = Counter(
@@ -18,6 +19,11 @@ UNITS = Counter(
     "sluice_extractor_units_total",
     "Units streamed, by outcome.",
     ["pipeline", "task", "outcome"],
+)
+ROWS_SKIPPED = Counter(
+    "sluice_extractor_rows_skipped_total",
+    "Malformed rows readers skipped (source.options.on_bad_row: skip).",
+    ["pipeline", "task"],
 )
 DISCOVERED = Counter(
     "sluice_extractor_units_discovered_total", "Units listed by Discover.", ["pipeline", "task"]
@@ -34,3 +40,12 @@ UNIT_SECONDS = Histogram(
     ["format"],
     buckets=UNIT_BUCKETS,
 )
+
+
+def count_skipped_rows(count: int) -> None:
+    """Count rows a reader skipped; pipeline and task come from the unit's bound log context
+    (readers run in worker threads that inherit it, and know nothing about pipelines)."""
+    context = current_context()
+    ROWS_SKIPPED.labels(context.get("pipeline", "unknown"), context.get("task", "unknown")).inc(
+        count
+    )

@@ -26,6 +26,7 @@ import pyarrow.csv as pacsv
 from services.common import lineage
 from services.common.errors import BadInput
 from services.common.spec.source import SourceOptions
+from services.extractor.metrics import count_skipped_rows
 from services.extractor.readers import schema as schemas
 from services.extractor.readers.base import BatchIterator, ReadLimits, rebatch
 from services.extractor.readers.text import (
@@ -177,11 +178,13 @@ class DelimitedReader:
             ) from None
         finally:
             if skipped:
+                count_skipped_rows(len(skipped))
                 log.warning(
                     "skipped %d ragged rows in %s (on_bad_row: skip); first: %r",
                     len(skipped),
                     path.name,
                     skipped[0],
+                    extra={"sluice.rows.skipped": len(skipped)},
                 )
 
     def _plan(

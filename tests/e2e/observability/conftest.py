@@ -1,7 +1,7 @@
 """One real run through a local stack scraped by a real Prometheus, shared by this folder.
 
-Two pipelines run once each: ``obs_sales`` loads two csv files into DuckDB and quarantines the
-rows without a store id; ``obs_broken`` reads a ragged csv and fails with bad input.
+Two pipelines run once each: ``obs_sales`` loads two csv files into DuckDB, skips one ragged
+row and quarantines the rows without a store id; ``obs_broken`` reads a ragged csv and fails with bad input.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ tasks:
     source:
       uri: file://{data}/sales/*.csv
       format: csv
+      options: {{on_bad_row: skip}}
     transform:
       - cast: {{store_id: int64, amount: float64}}
       - check: {{not_null: [store_id]}}
@@ -69,6 +70,8 @@ def make_sales(directory: Path) -> int:
         for r in range(ROWS_PER_FILE):
             store = "" if r % 10 == 3 else str(r % 7)  # every tenth row lacks its store id
             lines.append(f"R{f}-{r},{store},{r + 0.5}")
+            if f == 0 and r == 50:
+                lines.append("R0-ragged,1,2.5,an extra field")  # skipped by the extractor
         (directory / f"sales_{f}.csv").write_text("\n".join(lines) + "\n")
     return FILES * ROWS_PER_FILE
 

@@ -153,3 +153,12 @@ def test_the_run_outcome_is_a_structured_field(
     failed = finished[observed.broken["run_id"]]
     assert (failed["event.outcome"], failed["log.level"]) == ("failure", "error")
     assert "ragged" in failed["error.message"]  # the failed task; units carry the file and line
+
+
+def test_skipped_rows_are_logged_with_the_unit(
+    logs: dict[str, list[dict[str, Any]]], observed: ObservedRuns
+) -> None:
+    (line,) = [x for x in logs["extractor"] if "sluice.rows.skipped" in x]
+    assert line["sluice.rows.skipped"] == 1
+    assert line["labels.run_id"] == observed.sales["run_id"]
+    assert line["labels.unit"].endswith("sales_0.csv")

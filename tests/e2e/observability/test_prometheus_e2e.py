@@ -47,6 +47,11 @@ def test_row_counts_in_prometheus_equal_the_destination(observed: ObservedRuns) 
     ]:
         eventually(lambda m=metric: scalar(observed, f"sum({m}{selector})"), expected, metric)
     eventually(
+        lambda: scalar(observed, f"sum(sluice_extractor_rows_skipped_total{selector})"),
+        1.0,  # the one ragged row, skipped with on_bad_row: skip
+        "extractor skipped rows",
+    )
+    eventually(
         lambda: scalar(
             observed, 'sum(sluice_transformer_rows_rejected_total{pipeline="obs_sales"})'
         ),
