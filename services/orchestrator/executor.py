@@ -446,7 +446,14 @@ class RunExecutor:
             return f"{reply.rows_affected} rows affected"
         job = JobTask.model_validate(rendered)
         labels = {"run_id": run_id, "pipeline": pipeline.name}
-        return await run_job(job, task.timeout_seconds, self.settings.jobs, labels=labels)
+        store, task_id = self.store, task.id
+        return await run_job(
+            job,
+            task.timeout_seconds,
+            self.settings.jobs,
+            labels=labels,
+            progress=lambda tail: store.set_task_status(run_id, task_id, "running", output=tail),
+        )
 
     async def _run_etl(self, run_id: str, pipeline: Pipeline, task: EtlTask, attempt: int) -> None:
         metadata = call_metadata(run_id, run_id)

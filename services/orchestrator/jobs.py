@@ -22,7 +22,7 @@ import os
 import signal
 import sys
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from services.common.errors import Terminal, Transient
 from services.common.spec.model import JobTask
@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 OUTPUT_TAIL_BYTES = 8192
 EXIT_RETRY = 75  # EX_TEMPFAIL from sysexits.h: "try again later"
 KILL_GRACE_SECONDS = 5.0
+PROGRESS_SECONDS = 2.0
+Progress = Callable[[str], object]
+"""Receives the output tail of a running job (e.g. writes it into the task's status)."""
 
 # The job's first program, a few lines of Python: it asks Linux to SIGKILL it when the orchestrator
 # dies (prctl PR_SET_PDEATHSIG; a SIGKILLed or OOM-killed orchestrator cannot clean up, and the
@@ -90,10 +93,13 @@ class OutputTail:
         self.limit = limit
         self.chunks: deque[bytes] = deque()
         self.size = 0
+        self.total = 0
+        """Bytes seen so far (tells whether anything new arrived)."""
 
     def add(self, chunk: bytes) -> None:
         self.chunks.append(chunk)
         self.size += len(chunk)
+        self.total += len(chunk)
         while self.size - len(self.chunks[0]) >= self.limit:
             self.size -= len(self.chunks.popleft())
 
@@ -119,6 +125,8 @@ async def run_local_job(
     *,
     environ: Mapping[str, str] | None = None,
     secrets: SecretResolver | None = None,
+    progress: Progress | None = None,
+    progress_every: float = PROGRESS_SECONDS,
 ) -> str:
     """Run the job's command as a subprocess in its own process group.
 
@@ -127,6 +135,9 @@ async def run_local_job(
         timeout: seconds before the whole process group is killed.
         environ: base environment (defaults to the orchestrator's).
         secrets: resolves ``env_from_secrets`` (defaults to the base environment).
+        progress: called (on a worker thread) with the output tail while the job runs, at most
+            every ``progress_every`` seconds and only when there is new output; never after
+            this function has returned or raised.
 
     Returns:
         The tail of the combined stdout/stderr.
@@ -155,6 +166,8 @@ async def run_local_job(
         raise JobFailed(f"cannot start {job.command[0]!r}: {exc.strerror or exc}") from None
     tail = OutputTail()
     log.info("job started: pid %d, command %s", process.pid, job.command)
+    stop = asyncio.Event()
+    reporter = asyncio.create_task(_report(tail, progress, progress_every, stop))
     try:
         await asyncio.wait_for(_drain(process, tail), timeout)
     except TimeoutError:
@@ -165,11 +178,33 @@ async def run_local_job(
     except asyncio.CancelledError:
         await _stop(process, tail)
         raise
+    finally:
+        # A progress write still in flight must land before the caller writes the final status.
+        stop.set()
+        await asyncio.shield(reporter)
     status = process.returncode
     assert status is not None  # _drain waited for the process
     if status != 0:
         raise exit_status_error(status, tail.text())
     return tail.text()
+
+
+async def _report(
+    tail: OutputTail, progress: Progress | None, every: float, stop: asyncio.Event
+) -> None:
+    if progress is None:
+        return
+    reported = 0
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)
+        if stop.is_set() or tail.total == reported:
+            continue
+        reported = tail.total
+        try:
+            await asyncio.to_thread(progress, tail.text())
+        except Exception:
+            log.exception("reporting job output failed")
 
 
 async def _drain(process: asyncio.subprocess.Process, tail: OutputTail) -> None:
@@ -209,10 +244,15 @@ async def run_job(
     settings: JobSettings,
     *,
     labels: Mapping[str, str] | None = None,
+    progress: Progress | None = None,
 ) -> str:
-    """Run a job with the runner the settings choose (``local`` or ``kubernetes``)."""
+    """Run a job with the runner the settings choose (``local`` or ``kubernetes``).
+
+    ``progress`` receives the output tail while a local job runs (see :func:`run_local_job`);
+    a Kubernetes job's log is read when it ends.
+    """
     if settings.runner == "kubernetes":
         from services.orchestrator.k8s_jobs import KubernetesJobRunner
 
         return await KubernetesJobRunner.from_settings(settings).run(job, timeout, labels=labels)
-    return await run_local_job(job, timeout)
+    return await run_local_job(job, timeout, progress=progress)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -102,3 +103,40 @@ tasks:
     run = wait_final(client, trigger(client, "hangs"))
     assert run["status"] == "failed"
     assert "timed out" in run["tasks"][0]["error"]
+
+
+def test_running_job_output_is_visible_in_the_run(
+    orchestrator: Callable[..., TestClient], tmp_path: Path
+) -> None:
+    go = tmp_path / "go"
+    code = (
+        "import pathlib, sys, time; print('logged in, page 1 of 3', flush=True)\n"
+        "while not pathlib.Path(sys.argv[1]).exists(): time.sleep(0.05)\n"
+        "print('done')"
+    )
+    client = orchestrator(
+        {
+            "p.yaml": f"""
+name: scrape
+tasks:
+  - id: fetch
+    type: job
+    command: [{PY!r}, -c, {code!r}, {str(go)!r}]
+"""
+        }
+    )
+    run_id = trigger(client, "scrape")
+    headers = {"Authorization": "Bearer extras-viewer-token-0123456789"}
+    deadline = time.monotonic() + 60
+    task: dict[str, object] = {}
+    while time.monotonic() < deadline:
+        task = client.get(f"/api/v1/runs/{run_id}", headers=headers).json()["tasks"][0]
+        if task["output"]:
+            break
+        time.sleep(0.1)
+    assert task["status"] == "running"
+    assert task["output"] == "logged in, page 1 of 3\n"
+    go.touch()
+    run = wait_final(client, run_id)
+    assert run["status"] == "succeeded"
+    assert run["tasks"][0]["output"] == "logged in, page 1 of 3\ndone\n"

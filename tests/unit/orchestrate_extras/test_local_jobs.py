@@ -177,3 +177,33 @@ def test_job_dies_when_the_orchestrator_is_killed(tmp_path: Path) -> None:
         orchestrator.kill()  # SIGKILL: no chance to clean up
         orchestrator.wait()
     assert _wait_dead(job_pid), "the job outlived a killed orchestrator"
+
+
+def test_progress_reports_output_while_the_job_runs(tmp_path: Path) -> None:
+    go = tmp_path / "go"
+    # Prints step 1, then waits until the test has seen step 1 through progress.
+    code = (
+        "import pathlib, sys, time; print('step 1', flush=True); p = pathlib.Path(sys.argv[1])\n"
+        "while not p.exists(): time.sleep(0.05)\n"
+        "print('step 2')"
+    )
+    task = JobTask.model_validate(
+        {"id": "j", "type": "job", "command": [sys.executable, "-c", code, str(go)]}
+    )
+    seen: list[str] = []
+
+    def progress(tail: str) -> None:
+        seen.append(tail)
+        if "step 1" in tail:
+            go.touch()
+
+    async def scenario() -> str:
+        output = await run_local_job(task, 60, progress=progress, progress_every=0.1)
+        calls = len(seen)
+        await asyncio.sleep(0.5)
+        assert len(seen) == calls, "progress was called after the job returned"
+        return output
+
+    output = asyncio.run(scenario())
+    assert seen and seen[0].strip() == "step 1"
+    assert output.split() == ["step", "1", "step", "2"]
