@@ -34,6 +34,7 @@ import httpx
 from services.common.errors import BadInput, SluiceError, Transient
 from services.common.spec.model import Alerts, Pipeline
 from services.common.spec.render import SecretResolver, redact
+from services.orchestrator import metrics
 from services.orchestrator.settings import AlertSettings
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,8 @@ class AlertSender:
                 asyncio.to_thread(self._send_email, targets.email, alert)
             )
         for channel, outcome in results.items():
+            sent = "sent" if outcome == "sent" else "failed"
+            metrics.ALERTS.labels(alert.pipeline, alert.kind, channel, sent).inc()
             if outcome == "sent":
                 log.info("%s alert for %s sent by %s", alert.kind, alert.pipeline, channel)
             else:

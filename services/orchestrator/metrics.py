@@ -65,6 +65,11 @@ PIPELINE_ERRORS = Gauge(
     "sluice_pipeline_definition_errors", "Pipeline files that failed validation at load."
 )
 STATE_DB_ERRORS = Counter("sluice_state_db_errors_total", "Errors from the run-state database.")
+ALERTS = Counter(
+    "sluice_alerts_total",
+    "Alert messages by kind, channel (webhook, email) and outcome (sent, failed).",
+    ["pipeline", "kind", "channel", "outcome"],
+)
 
 
 def count_state_db_errors(engine: Engine) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 
 from tests.integration.orchestrate_extras.conftest import (
     OPERATOR,
@@ -127,3 +128,27 @@ def test_alert_test_endpoint(orchestrator: Callable[..., TestClient], receivers:
 
     assert client.post("/api/v1/alerts/test", json=body).status_code == 401
     assert client.post("/api/v1/alerts/test", headers=auth(VIEWER), json=body).status_code == 403
+
+
+def test_undeliverable_channel_is_counted_and_the_other_still_works(
+    orchestrator: Callable[..., TestClient], receivers: Receivers
+) -> None:
+    labels = {"pipeline": "sales", "kind": "failure", "channel": "webhook", "outcome": "failed"}
+    before = REGISTRY.get_sample_value("sluice_alerts_total", labels) or 0.0
+    alerts = "{on: [failure], webhook: '${EXTRAS_UNSET_WEBHOOK}', email: [ops@example.com]}"
+    client = orchestrator(
+        {"p.yaml": job_pipeline("sales", FAILING, alerts)}, smtp_port=receivers.smtp_port
+    )
+    run = wait_final(client, trigger(client, "sales"))
+    assert run["status"] == "failed"  # the alert problem does not change the run
+    receivers.inbox.wait(lambda i: len(i.mails) == 1)
+    deadline = time.monotonic() + 30
+    while REGISTRY.get_sample_value("sluice_alerts_total", labels) == before:
+        assert time.monotonic() < deadline, "the failed webhook delivery was not counted"
+        time.sleep(0.1)
+    assert REGISTRY.get_sample_value("sluice_alerts_total", labels) == before + 1
+    scrape = client.get("/metrics").text
+    assert (
+        'sluice_alerts_total{channel="email",kind="failure",outcome="sent",pipeline="sales"}'
+        in (scrape)
+    )
