@@ -4,7 +4,7 @@ Also regenerates helm/sluice/values.schema.json from values.yaml (scripts/values
 
 The chart is the single source of truth; k8s/base is its output for users who deploy with
 ``kubectl apply -k`` or kustomize overlays (k8s/overlays/local, k8s/overlays/gke).
-tests/deploy/test_manifests.py fails when k8s/base differs from what this script writes.
+tests/deploy/platform/test_manifests.py fails when k8s/base differs from what this script writes.
 
 Usage: ``python scripts/render_manifests.py [--check]``
 """
