@@ -20,7 +20,6 @@ RUN python -m compileall -q /install /src/app
 
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="sluice-transformer" \
-      org.opencontainers.image.source="https://github.com/sluice-etl/sluice" \
       org.opencontainers.image.licenses="Apache-2.0"
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
