@@ -4,6 +4,7 @@ and the prometheus-operator objects against their models."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -22,7 +23,17 @@ from tests.deploy.platform.chart import (
     render_templates,
 )
 
-VERSIONS = ("1.30", kubernetes_validate.latest_version().rsplit(".", 1)[0])
+# The oldest version Chart.yaml accepts (kubeVersion), the reference 1.30, and the newest known.
+OLDEST = re.search(r'kubeVersion: ">=(\d+\.\d+)', (ROOT / "helm/sluice/Chart.yaml").read_text())
+VERSIONS = tuple(
+    dict.fromkeys(
+        [
+            OLDEST.group(1) if OLDEST else "1.30",
+            "1.30",
+            kubernetes_validate.latest_version().rsplit(".", 1)[0],
+        ]
+    )
+)
 CRD_GROUP = "monitoring.coreos.com"
 NODE_MODULES = ROOT / ".sluice" / "prom-models" / "node_modules"
 
