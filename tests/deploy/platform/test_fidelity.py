@@ -28,6 +28,7 @@ from typing import Any
 import grpc
 import httpx
 import pytest
+import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.deploy.platform.chart import (
@@ -285,7 +286,8 @@ class ClusterOnLoopback:
                         (local / key).write_text(text)
                 assert any(local.iterdir()), f"test has no content for Secret {name}"
             else:
-                assert "emptyDir" in volume, f"{svc}: unexpected volume {volume}"
+                # emptyDir, or a claim the user provides (an empty directory here).
+                assert {"emptyDir", "persistentVolumeClaim"} & set(volume), f"{svc}: {volume}"
             mounts[mount["mountPath"]] = local
         return mounts
 
@@ -306,6 +308,11 @@ class ClusterOnLoopback:
                 }[source["fieldRef"]["fieldPath"]]
             else:
                 pytest.fail(f"{svc}: unsupported env source {source}")
+        for source in self.container(svc).get("envFrom", []):
+            name = source["secretRef"]["name"]
+            env.update(
+                {key: text for (secret, key), text in self.secrets.items() if secret == name}
+            )
         return env
 
     def start(self, svc: str) -> Started:
@@ -401,13 +408,37 @@ def wait_until(check: Any, budget: float, started: Started, what: str) -> None:
     pytest.fail(f"{started.svc}: {what} did not succeed within {budget:.0f}s:\n{started.output()}")
 
 
-@pytest.fixture
-def fidelity_objects() -> list[dict[str, Any]]:
-    """The default render plus one pipeline in the chart's ConfigMap, to follow it to the API."""
+@pytest.fixture(params=["defaults", "production"])
+def fidelity_objects(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
+    """A values case rendered; the defaults get one pipeline in the chart's ConfigMap, to follow
+    it to the API (the production-like values ship their own)."""
+    if request.param == "production":
+        return render_case("production")
     demo = (ROOT / "examples" / "pipelines" / "demo.yaml").read_text()
     return objects_of(
         render_templates({"orchestrator": {"pipelines": {"files": {"demo.yaml": demo}}}})
     )
+
+
+def referenced_secrets(objects: list[dict[str, Any]], state_url: str) -> dict[tuple[str, str], str]:
+    """Plausible content for every Secret key the Deployments reference."""
+    digest = hashlib.sha256(TOKEN.encode()).hexdigest()
+    known = {"url": state_url, "tokens": f"fidelity:operator:{digest}\n"}
+    refs: set[tuple[str, str]] = set()
+    for deployment in find(objects, "Deployment"):
+        spec = deployment["spec"]["template"]["spec"]
+        for c in spec["containers"]:
+            for item in c.get("env", []):
+                if "secretKeyRef" in item.get("valueFrom", {}):
+                    ref = item["valueFrom"]["secretKeyRef"]
+                    refs.add((ref["name"], ref["key"]))
+            for source in c.get("envFrom", []):
+                refs.add((source["secretRef"]["name"], "FIDELITY_PIPELINE_SECRET"))
+        for volume in spec.get("volumes", []):
+            if "secret" in volume:
+                key = "tokens" if volume["name"] == "auth" else "FIDELITY_PIPELINE_SECRET"
+                refs.add((volume["secret"]["secretName"], key))
+    return {(name, key): known.get(key, f"test-{key}") for name, key in refs}
 
 
 def test_containers_start_from_the_manifests_and_answer_their_probes(
@@ -415,11 +446,7 @@ def test_containers_start_from_the_manifests_and_answer_their_probes(
 ) -> None:
     state_url = pg_dsn.replace("postgresql://", "postgresql+psycopg://", 1)
     state_url += ("&" if "?" in state_url else "?") + f"options=-csearch_path%3D{pg_schema}"
-    digest = hashlib.sha256(TOKEN.encode()).hexdigest()
-    secrets = {
-        ("sluice-state", "url"): state_url,
-        ("sluice-auth", "tokens"): f"fidelity:operator:{digest}\n",
-    }
+    secrets = referenced_secrets(fidelity_objects, state_url)
     cluster = ClusterOnLoopback(fidelity_objects, tmp_path, secrets)
     try:
         for svc in START_ORDER:
@@ -451,7 +478,13 @@ def test_containers_start_from_the_manifests_and_answer_their_probes(
             timeout=5,
         )
         assert listed.status_code == 200, listed.text
-        assert "demo" in listed.text
+        (pipelines,) = [
+            c
+            for c in find(fidelity_objects, "ConfigMap")
+            if c["metadata"]["name"] == "sluice-pipelines"
+        ]
+        for text in pipelines["data"].values():
+            assert yaml.safe_load(text)["name"] in listed.text
         # /readyz checks the state DB and the data plane through the dns:/// targets.
         ready = httpx.get(f"http://127.0.0.1:{http}/readyz", timeout=5)
         assert ready.status_code == 200 and ready.json()["ready"] is True, ready.text
@@ -467,7 +500,8 @@ def test_containers_start_from_the_manifests_and_answer_their_probes(
             if svc == "orchestrator":
                 # uvicorn finishes its graceful shutdown, then re-raises SIGTERM (exit -15).
                 assert code in (0, -signal.SIGTERM), f"exit {code}:\n{started.output()}"
-                assert "Application shutdown complete" in started.output()
+                if started.env.get("SLUICE_LOG__LEVEL") in ("DEBUG", "INFO"):
+                    assert "Application shutdown complete" in started.output()
             else:
                 assert code == 0, f"{svc} exited with {code} on SIGTERM:\n{started.output()}"
     finally:
