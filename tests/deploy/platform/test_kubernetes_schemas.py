@@ -52,8 +52,12 @@ def schema_problems(obj: dict[str, Any], version: str) -> str | None:
     return None
 
 
+# Custom resources, checked below against their own models or field lists.
+CRD_GROUPS = (CRD_GROUP, "monitoring.googleapis.com")
+
+
 def built_in(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [o for o in objects if not o["apiVersion"].startswith(CRD_GROUP + "/")]
+    return [o for o in objects if o["apiVersion"].split("/")[0] not in CRD_GROUPS]
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -214,3 +218,34 @@ def test_operator_objects_use_only_known_fields() -> None:
                 for rule in group["rules"]:
                     assert set(rule) <= RULE_KEYS, rule
                     assert ("alert" in rule) != ("record" in rule)
+
+
+def test_gke_pod_monitoring_uses_only_known_fields() -> None:
+    (monitor,) = find(render_case("gke"), "PodMonitoring")
+    assert monitor["apiVersion"] == "monitoring.googleapis.com/v1"
+    assert set(monitor["spec"]) <= {
+        "selector",
+        "endpoints",
+        "targetLabels",
+        "limits",
+        "filterRunning",
+    }
+    for endpoint in monitor["spec"]["endpoints"]:
+        assert set(endpoint) <= {
+            "port",
+            "path",
+            "interval",
+            "timeout",
+            "scheme",
+            "params",
+            "metricRelabeling",
+        }
+        assert re.fullmatch(r"[0-9]+(ms|s|m|h)", endpoint["interval"])
+    ports = {
+        p["name"]
+        for d in find(render_case("gke"), "Deployment")
+        for c in d["spec"]["template"]["spec"]["containers"]
+        for p in c["ports"]
+    }
+    assert {e["port"] for e in monitor["spec"]["endpoints"]} <= ports
+    assert not find(render_case("defaults"), "PodMonitoring")
