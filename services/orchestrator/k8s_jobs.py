@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import urllib3
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
@@ -50,6 +51,8 @@ STUCK_REASONS = frozenset(
     {"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CreateContainerConfigError"}
 )
 LOG_TAIL_LINES = 200
+API_ERRORS: tuple[type[Exception], ...] = (ApiException, urllib3.exceptions.HTTPError)
+"""What the client raises: an error status, or no answer at all (connection refused, timeout)."""
 _LABEL_VALUE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -162,7 +165,13 @@ class KubernetesJobRunner:
             try:
                 k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
             except k8s_config.ConfigException:
-                k8s_config.load_kube_config()  # type: ignore[no-untyped-call]
+                try:
+                    k8s_config.load_kube_config()  # type: ignore[no-untyped-call]
+                except (k8s_config.ConfigException, OSError) as exc:
+                    raise JobFailed(
+                        "SLUICE_JOBS__RUNNER=kubernetes but no cluster is configured (neither "
+                        f"in-cluster ServiceAccount nor kubeconfig): {exc}"
+                    ) from None
             cls._shared_client = k8s.ApiClient()
         return cls(cls._shared_client, settings)
 
@@ -175,14 +184,16 @@ class KubernetesJobRunner:
         namespace = self.settings.namespace
         try:
             await asyncio.to_thread(self.batch.create_namespaced_job, namespace, body)
-        except ApiException as exc:
+        except API_ERRORS as exc:
             raise _api_error(f"cannot create Job {name}", exc) from None
         log.info("kubernetes job %s created in %s", name, namespace)
         try:
             return await asyncio.wait_for(self._wait(name, job), timeout)
         except TimeoutError:
-            report = await asyncio.to_thread(self._pod_report, name)
-            tail = await asyncio.to_thread(self._logs, report.last_pod)
+            report, tail = PodReport(), "(unavailable)"
+            with contextlib.suppress(*API_ERRORS):
+                report = await asyncio.to_thread(self._pod_report, name)
+                tail = await asyncio.to_thread(self._logs, report.last_pod)
             await self._delete(name)
             raise JobTimedOut(
                 f"Job {name} timed out after {timeout:g}s and was deleted\n"
@@ -191,14 +202,14 @@ class KubernetesJobRunner:
         except asyncio.CancelledError:
             await self._delete(name)
             raise
+        except API_ERRORS as exc:
+            await self._delete(name)
+            raise _api_error(f"lost track of Job {name}", exc) from None
 
     async def _wait(self, name: str, job: JobTask) -> str:
         namespace = self.settings.namespace
         while True:
-            try:
-                current = await asyncio.to_thread(self.batch.read_namespaced_job, name, namespace)
-            except ApiException as exc:
-                raise _api_error(f"cannot read Job {name}", exc) from None
+            current = await asyncio.to_thread(self.batch.read_namespaced_job, name, namespace)
             status = current.status
             failed_condition = next(
                 (c for c in (status.conditions or []) if c.type == "Failed" and c.status == "True"),
@@ -264,7 +275,7 @@ class KubernetesJobRunner:
 
     async def _delete(self, name: str) -> None:
         # Shielded: a cancelled run must still take its pods down.
-        with contextlib.suppress(ApiException):
+        with contextlib.suppress(*API_ERRORS):
             await asyncio.shield(
                 asyncio.to_thread(
                     self.batch.delete_namespaced_job,
@@ -294,7 +305,9 @@ def _classify(name: str, why: str, report: PodReport, tail: str) -> JobFailed | 
     return JobFailed(detail)
 
 
-def _api_error(what: str, exc: ApiException) -> JobFailed | JobTransientFailure:
+def _api_error(what: str, exc: Exception) -> JobFailed | JobTransientFailure:
+    if not isinstance(exc, ApiException):
+        return JobTransientFailure(f"{what}: Kubernetes API unreachable: {exc}")
     message = f"{what}: Kubernetes API answered {exc.status} {exc.reason}: {exc.body or ''}"
     if exc.status in (429, 500, 502, 503, 504) or exc.status == 0:
         return JobTransientFailure(message)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -338,3 +339,21 @@ def test_job_body_is_a_valid_batch_v1_job() -> None:
 
     body = job_manifest(TASK, "sluice-fetch-portal-0a1b2c3d", SETTINGS, 900, {"run_id": "r1"})
     kubernetes_validate.validate(body, "1.30", strict=True)  # raises on unknown or bad fields
+
+
+def test_unreachable_api_server_is_transient() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]  # nothing listens here once the socket is closed
+    api = k8s.ApiClient(k8s.Configuration(host=f"http://127.0.0.1:{closed}"))
+    runner = KubernetesJobRunner(api, SETTINGS)
+    with pytest.raises(JobTransientFailure, match="Kubernetes API unreachable"):
+        asyncio.run(runner.run(TASK, 30))
+    api.close()
+
+
+def test_api_error_status_is_reported(cluster: tuple[FakeCluster, k8s.ApiClient]) -> None:
+    _fake, api = cluster
+    settings = SETTINGS.model_copy(update={"namespace": "forbidden-ns"})
+    with pytest.raises(JobFailed, match=r"cannot create Job .*: Kubernetes API answered 404"):
+        asyncio.run(KubernetesJobRunner(api, settings).run(TASK, 30))
