@@ -1,4 +1,5 @@
-"""Generate helm/sluice/values.schema.json from helm/sluice/values.yaml.
+"""Generate helm/sluice/values.schema.json and the values table of helm/sluice/README.md
+from helm/sluice/values.yaml.
 
 Every mapping in values.yaml becomes a closed object (``additionalProperties: false``) so a
 misspelt key fails ``helm install``; a few keys hold Kubernetes objects or lists passed through
@@ -10,6 +11,7 @@ values, with enums, ranges and patterns for the keys listed below. ``make manife
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -110,15 +112,94 @@ def values_schema() -> str:
     return json.dumps(schema, indent=2) + "\n"
 
 
+README_HEAD = """# Sluice Helm chart
+
+Deploys the four Sluice services: extractor, transformer and loader (gRPC, headless Services,
+HPAs) and the orchestrator (HTTP API, run page, scheduler). Step-by-step installation on GKE,
+Workload Identity, the state database, upgrades and rollbacks: the repository README, section
+"Deploy to GKE".
+
+```bash
+kubectl -n sluice create secret generic sluice-state --from-literal=url='postgresql+psycopg://...'
+kubectl -n sluice create secret generic sluice-auth --from-file=tokens=tokens
+helm upgrade --install sluice helm/sluice -n sluice --set global.image.tag=0.1.0
+```
+
+`values.schema.json` rejects unknown keys. This file and the schema are generated from the `# --`
+comments of `values.yaml` by `make manifests`; edit `values.yaml`, not this table.
+
+## Values
+
+| Key | Type | Default | Description |
+| --- | --- | --- | --- |
+"""
+
+
+def documented_keys() -> list[tuple[str, str]]:
+    """(dotted key, description) of every key with a `# --` comment, in file order."""
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    stack: list[tuple[int, str]] = []
+    comment: list[str] = []
+    found: list[tuple[str, str]] = []
+    for line in lines:
+        stripped = line.strip()
+        if stripped.startswith("# --"):
+            comment = [stripped[4:].strip()]
+            continue
+        if stripped.startswith("#") and comment:
+            comment.append(stripped[1:].strip())
+            continue
+        match = re.match(r"^( *)([A-Za-z][\w.-]*):", line)
+        if not match:
+            comment = []
+            continue
+        indent = len(match.group(1))
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        stack.append((indent, match.group(2)))
+        if comment:
+            found.append((".".join(k for _, k in stack), " ".join(comment)))
+        comment = []
+    return found
+
+
+def values_readme() -> str:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    rows = []
+    for key, description in documented_keys():
+        value: Any = values
+        for part in key.split("."):
+            value = value[part]
+        free_form = key.split(".")[-1] in OPEN_OBJECTS | STRING_MAPS
+        if isinstance(value, dict) and value and not free_form:
+            continue  # a section: its keys have their own rows
+        kind = {
+            bool: "bool",
+            int: "int",
+            float: "float",
+            str: "string",
+            list: "list",
+            dict: "object",
+        }
+        default = json.dumps(value, separators=(", ", ": "))
+        cell = description.replace("|", "\\|")
+        rows.append(f"| `{key}` | {kind[type(value)]} | `{default}` | {cell} |")
+    return README_HEAD + "\n".join(rows) + "\n"
+
+
 def main(argv: list[str]) -> int:
-    target = CHART / "values.schema.json"
-    text = values_schema()
+    outputs = {
+        CHART / "values.schema.json": values_schema(),
+        CHART / "README.md": values_readme(),
+    }
     if "--check" in argv:
-        if target.read_text() != text:
-            print("helm/sluice/values.schema.json is stale; run `make manifests`")
+        stale = [p.name for p, text in outputs.items() if not p.exists() or p.read_text() != text]
+        if stale:
+            print(f"helm/sluice {', '.join(stale)} stale; run `make manifests`")
             return 1
         return 0
-    target.write_text(text)
+    for path, text in outputs.items():
+        path.write_text(text)
     return 0
 
 

@@ -45,7 +45,14 @@ def test_kustomization_lists_every_manifest() -> None:
         )
 
 
-def test_values_schema_is_generated_from_values_yaml() -> None:
+def test_values_schema_and_readme_are_generated_from_values_yaml() -> None:
     values_schema = load_script("values_schema")
-    current = (ROOT / "helm" / "sluice" / "values.schema.json").read_text()
-    assert current == values_schema.values_schema(), "run `make manifests` to regenerate the schema"
+    chart = ROOT / "helm" / "sluice"
+    assert (chart / "values.schema.json").read_text() == values_schema.values_schema(), (
+        "run `make manifests` to regenerate the schema"
+    )
+    readme = (chart / "README.md").read_text()
+    assert readme == values_schema.values_readme(), "run `make manifests` to regenerate README"
+    # Every leaf value has a row with its description.
+    assert "| `loader.drainSeconds` | int | `120` | Seconds in-flight streams may finish" in readme
+    assert '| `orchestrator.state.existingSecret` | string | `"sluice-state"` |' in readme
