@@ -175,7 +175,7 @@ def run_alerts(pipeline: Pipeline, run: Mapping[str, Any], base_url: str) -> lis
     found: list[Alert] = []
     failed_tasks = [t for t in run["tasks"] if t["status"] == "failed"]
     if "failure" in config.on and run["status"] == "failed":
-        details = [f"task {t['task_id']}: {_first_line(t['error'])}" for t in failed_tasks]
+        details = [f"task {t['task_id']}: {_excerpt(t['error'])}" for t in failed_tasks]
         found.append(
             Alert(
                 "failure",
@@ -259,8 +259,12 @@ def freshness_due(pipeline: Pipeline, now: datetime) -> tuple[datetime, datetime
     return midnight.astimezone(UTC), deadline.astimezone(UTC)
 
 
-def _first_line(text: str | None) -> str:
-    return (text or "").strip().splitlines()[0][:300] if (text or "").strip() else ""
+def _excerpt(text: str | None, last_lines: int = 5) -> str:
+    """The first line of an error and, for a long one, its last lines (a job's output tail)."""
+    lines = [line for line in (text or "").strip().splitlines() if line.strip()]
+    if len(lines) <= last_lines + 1:
+        return "\n".join(lines)[:1500]
+    return "\n".join([lines[0], "...", *lines[-last_lines:]])[:1500]
 
 
 class AlertMonitor:

@@ -53,6 +53,7 @@ def test_failed_run_alerts_by_webhook_and_email(
     assert hook["sluice"] == {"kind": "failure", "pipeline": "sales", "run_id": run_id}
     assert f"run {run_id} failed" in hook["text"]
     assert "job exited with status 3" in hook["text"]
+    assert "portal answered 500" in hook["text"]  # the job's last words
     assert f"http://sluice.test/runs/{run_id}" in hook["text"]
     assert hook["blocks"][0]["text"]["type"] == "mrkdwn"
 

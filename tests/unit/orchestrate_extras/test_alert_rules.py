@@ -67,7 +67,7 @@ def test_failure_and_rejects_threshold() -> None:
     assert found[0].summary == "6 rows rejected (threshold 5)"
     failed = run_alerts(p, run(status="failed"), "http://x/")
     assert kinds(failed) == ["failure"]
-    assert failed[0].details == ["task load: boom"]
+    assert failed[0].details == ["task load: boom\nmore"]
     assert failed[0].url == "http://x/runs/r1"
     assert kinds(run_alerts(pipeline({"on": ["success"]}), run(), "")) == ["success"]
     assert run_alerts(pipeline({"on": ["rejects"]}), run(status="failed"), "") == []
@@ -151,3 +151,16 @@ def test_gcs_source_matching() -> None:
     assert not source_matches("file://landing/sales/*.csv", "landing", "sales/a.csv")
     assert idempotency_key("b", "o", "1") != idempotency_key("b", "o", "2")
     assert len(idempotency_key("b", "o" * 1024, "1")) < 256
+
+
+def test_failure_alert_quotes_the_end_of_a_long_job_output() -> None:
+    error = "job exited with status 3; output tail:\n" + "\n".join(f"line {i}" for i in range(50))
+    found = run_alerts(pipeline({"on": ["failure"]}), run(status="failed"), "")
+    assert found  # shape check of the short case above; now a long one
+    long_run = run(status="failed")
+    long_run["tasks"][0]["error"] = error
+    (alert,) = run_alerts(pipeline({"on": ["failure"]}), long_run, "")
+    assert alert.details == [
+        "task load: job exited with status 3; output tail:\n...\n"
+        "line 45\nline 46\nline 47\nline 48\nline 49"
+    ]
