@@ -155,8 +155,6 @@ def test_gcs_source_matching() -> None:
 
 def test_failure_alert_quotes_the_end_of_a_long_job_output() -> None:
     error = "job exited with status 3; output tail:\n" + "\n".join(f"line {i}" for i in range(50))
-    found = run_alerts(pipeline({"on": ["failure"]}), run(status="failed"), "")
-    assert found  # shape check of the short case above; now a long one
     long_run = run(status="failed")
     long_run["tasks"][0]["error"] = error
     (alert,) = run_alerts(pipeline({"on": ["failure"]}), long_run, "")
