@@ -182,3 +182,14 @@ def test_gke_profile_uses_its_own_values() -> None:
     assert release["valuesFiles"] == ["helm/sluice/ci/values-gke.yaml"]
     assert "googleCloudBuild" in gke["build"]
     assert Path(ROOT / release["valuesFiles"][0]).read_text().count("gcpServiceAccount") >= 3
+
+
+def test_only_the_local_profile_switches_api_tokens_off() -> None:
+    """Auth must stay on unless a developer explicitly picks the laptop profile."""
+    for name, config in configs().items():
+        (release,) = config["deploy"]["helm"]["releases"]
+        values: dict[str, Any] = {}
+        for path in release.get("valuesFiles", []):
+            values = _merge(values, yaml.safe_load((ROOT / path).read_text()) or {})
+        disabled = values.get("orchestrator", {}).get("auth", {}).get("disabled", False)
+        assert disabled == (name == "local"), name
