@@ -588,3 +588,70 @@ def test_extra_volumes_reach_the_pod() -> None:
         v["name"] == "drops" and v["persistentVolumeClaim"]["claimName"] == "sluice-drops"
         for v in spec["volumes"]
     )
+
+
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+
+
+def _peer_matches_pod(peer: dict[str, Any], labels: dict[str, str]) -> bool:
+    """A NetworkPolicy peer matching a pod of the same namespace (ipBlocks never match pods)."""
+    if "ipBlock" in peer:
+        return False
+    if "namespaceSelector" in peer and peer["namespaceSelector"] != {}:
+        return False
+    return _selects(peer.get("podSelector", {}), labels)
+
+
+def _port_matches(rule: dict[str, Any], port: int) -> bool:
+    return "ports" not in rule or any(p.get("port") == port for p in rule["ports"])
+
+
+def reachable(objects: list[dict[str, Any]], src: str, dst: str, port: int) -> bool:
+    """Whether NetworkPolicies let pods of `src` open TCP `port` on pods of `dst`."""
+    labels = {
+        svc: one(objects, "Deployment", f"sluice-{svc}")["spec"]["template"]["metadata"]["labels"]
+        for svc in SERVICES
+    }
+    policies = find(objects, "NetworkPolicy")
+
+    def admits(rule: dict[str, Any], peer_key: str, other: dict[str, str]) -> bool:
+        if not _port_matches(rule, port):
+            return False
+        peers = rule.get(peer_key)
+        return peers is None or any(_peer_matches_pod(peer, other) for peer in peers)
+
+    def allowed(pod: dict[str, str], direction: str, peer_key: str, other: dict[str, str]) -> bool:
+        selecting = [p for p in policies if _selects(p["spec"]["podSelector"], pod)]
+        relevant = [p for p in selecting if direction.capitalize() in p["spec"]["policyTypes"]]
+        if not relevant:
+            return True  # not isolated in this direction
+        return any(
+            admits(rule, peer_key, other) for p in relevant for rule in p["spec"].get(direction, [])
+        )
+
+    return allowed(labels[src], "egress", "to", labels[dst]) and allowed(
+        labels[dst], "ingress", "from", labels[src]
+    )
+
+
+@pytest.mark.parametrize("case", ["defaults", "production", "gke", "monitoring"])
+def test_network_policies_allow_exactly_the_pull_chain(case: str) -> None:
+    objects = render_case(case)
+    grpc_edges = {
+        (src, dst)
+        for src in SERVICES
+        for dst in GRPC_SERVICES
+        if src != dst and reachable(objects, src, dst, PORTS[dst])
+    }
+    assert grpc_edges == {
+        ("orchestrator", "loader"),
+        ("orchestrator", "extractor"),  # Discover
+        ("loader", "transformer"),
+        ("loader", "extractor"),  # units without transform steps
+        ("transformer", "extractor"),
+    }
+    # Nothing inside the release calls the orchestrator; the data plane never calls back.
+    assert not any(
+        reachable(objects, s, "orchestrator", 8080) for s in GRPC_SERVICES if case != "defaults"
+    )
