@@ -158,3 +158,14 @@ def test_build_context_contains_what_the_dockerfiles_copy() -> None:
                 assert dockerignore_includes(probe), f"{svc}: .dockerignore excludes {source}"
     for private in (".venv/bin/python", ".sluice/state.db", "tests/conftest.py", ".git/config"):
         assert not dockerignore_includes(private), f"{private} must stay out of the build context"
+
+
+@pytest.mark.parametrize("svc", SERVICES)
+def test_exposed_ports_match_the_chart(svc: str) -> None:
+    from tests.deploy.platform.chart import one, render_case
+
+    (expose,) = [s for s in final_stage(DOCKER / f"{svc}.Dockerfile") if s.keyword == "EXPOSE"]
+    exposed = {int(p.split("/")[0]) for p in expose.args.split()}
+    deployment = one(render_case("defaults"), "Deployment", f"sluice-{svc}")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert exposed == {p["containerPort"] for p in container["ports"]}
