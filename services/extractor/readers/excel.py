@@ -135,11 +135,10 @@ class _Sheet:
     def columns(self, rows: list[tuple[int, list[Any]]]) -> list[tuple[Any, ...]]:
         """Rows to columns (in C, via zip), short rows padded with empty cells."""
         width = self.width
-        padded = (
-            row if len(row) == width else (row + [""] * (width - len(row)))[:width]
-            for _, row in rows
-        )
-        return list(zip(*padded, strict=True)) or [() for _ in range(width)]
+        cells = [row for _, row in rows]
+        if set(map(len, cells)) != {width}:
+            cells = [(row + [""] * (width - len(row)))[:width] for row in cells]
+        return list(zip(*cells, strict=True)) or [() for _ in range(width)]
 
 
 def _text(value: Any) -> str:
@@ -279,7 +278,9 @@ class ExcelReader:
                 continue
             index = positions.get(field.name)
             column = columns[index] if index is not None and index < len(columns) else ()
-            bad_cells = sum(1 for v in column if v.__class__ is str and v in _ERRORS)
+            bad_cells = 0
+            if not _ERRORS.isdisjoint(column):  # a C-speed scan; count only when there are any
+                bad_cells = sum(1 for v in column if v.__class__ is str and v in _ERRORS)
             errors += bad_cells
             fast = None if bad_cells else _fast_column(column, field.type, nulls, len(chunk))
             arrays.append(
@@ -307,7 +308,7 @@ def _fast_column(
     """The column converted by Arrow in one call, or None when a cell needs the careful path."""
     if not column:
         return pa.nulls(rows, kind)
-    values = [None if v == "" else v for v in column]
+    values = [None if v == "" else v for v in column] if "" in column else list(column)
     try:
         if kind == pa.int64():
             return pc.cast(pa.array(values, pa.float64()), pa.int64())  # safe: whole numbers only
