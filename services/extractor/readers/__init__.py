@@ -96,6 +96,8 @@ def detect_format(path: Path, declared: str, options: SourceOptions | None = Non
         return declared
     sniffed = sniff_format(path) if path.is_file() else None
     by_name = format_by_name(path.name)
+    if sniffed in ("json", "jsonl") and by_name in ("csv", "tsv", "psv", "txt"):
+        sniffed = None  # a "[Date],[Amount]" header is text, not JSON
     if sniffed is not None:
         if sniffed == "jsonl" and by_name == "json":
             return "json"

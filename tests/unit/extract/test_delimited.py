@@ -228,3 +228,8 @@ def test_late_bad_value_on_the_fast_path_names_line_and_column(tmp_path: Path) -
     with pytest.raises(BadInput) as caught:
         read_table(path, batch_bytes=64 * 1024)
     assert (caught.value.context.line, caught.value.context.column) == (100_002, "day")
+
+
+def test_bracketed_header_is_not_mistaken_for_json(tmp_path: Path) -> None:
+    table = read_table(write(tmp_path / "b.csv", "[Date],[Amount]\n2026-01-02,3\n"))
+    assert table.column("[Amount]").to_pylist() == [3]
