@@ -29,7 +29,7 @@ from services.orchestrator import alerts_api, api, events, pages
 from services.orchestrator.auth import Authenticator
 from services.orchestrator.clients import DataPlane
 from services.orchestrator.executor import RunExecutor
-from services.orchestrator.metrics import QUEUED_RUNS, seed_last_success
+from services.orchestrator.metrics import QUEUED_RUNS, count_http_requests, seed_last_success
 from services.orchestrator.registry import PipelineRegistry
 from services.orchestrator.runtime import Runtime
 from services.orchestrator.scheduler import LeaseKeeper, Scheduler, default_replica_id
@@ -138,6 +138,7 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
     app.state.settings = settings
     for router in ROUTERS:
         app.include_router(router)
+    app.middleware("http")(count_http_requests)
 
     @app.exception_handler(SluiceError)
     async def _sluice_error(_request: Request, exc: SluiceError) -> JSONResponse:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -14,6 +15,8 @@ from prometheus_client.registry import Collector
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
+from starlette.requests import Request
+from starlette.responses import Response
 
 from services.common.metrics import LATENCY_BUCKETS, UNIT_BUCKETS
 from services.common.spec.model import Pipeline, cron_expression
@@ -63,6 +66,17 @@ SCHEDULE_INTERVAL = Gauge(
 )
 PIPELINE_ERRORS = Gauge(
     "sluice_pipeline_definition_errors", "Pipeline files that failed validation at load."
+)
+HTTP_REQUESTS = Counter(
+    "sluice_http_requests_total",
+    "HTTP requests the orchestrator answered, by route template, method and status code.",
+    ["route", "method", "code"],
+)
+HTTP_SECONDS = Histogram(
+    "sluice_http_request_seconds",
+    "Time to answer an HTTP request, by route template and method.",
+    ["route", "method"],
+    buckets=LATENCY_BUCKETS,
 )
 STATE_DB_ERRORS = Counter("sluice_state_db_errors_total", "Errors from the run-state database.")
 ALERTS = Counter(
@@ -174,3 +188,20 @@ class QueuedRunsCollector(Collector):
 
 QUEUED_RUNS = QueuedRunsCollector()
 REGISTRY.register(QUEUED_RUNS)
+
+
+async def count_http_requests(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    """HTTP middleware: count and time every request by its route *template* (``/api/v1/runs/
+    {run_id}``), never by its path, so run ids do not become label values."""
+    start = time.perf_counter()
+    code = "500"  # an exception escaping every handler becomes a 500
+    try:
+        response = await call_next(request)
+        code = str(response.status_code)
+        return response
+    finally:
+        route = getattr(request.scope.get("route"), "path", None) or "unmatched"
+        HTTP_REQUESTS.labels(route, request.method, code).inc()
+        HTTP_SECONDS.labels(route, request.method).observe(time.perf_counter() - start)

@@ -125,3 +125,18 @@ def test_run_detail_has_task_and_unit_timings(observed: ObservedRuns) -> None:
     for unit in task["units"]:
         assert unit["started_at"] <= unit["finished_at"]
         assert unit["duration_seconds"] > 0
+
+
+def test_http_requests_are_counted_by_route_template(observed: ObservedRuns) -> None:
+    route = "/api/v1/pipelines/{name}/runs"
+    eventually(
+        lambda: scalar(
+            observed,
+            f'sum(sluice_http_requests_total{{route="{route}",method="POST",code="202"}})',
+        ),
+        2.0,  # obs_sales and obs_broken were triggered once each
+        "trigger requests",
+    )
+    routes = observed.prometheus.values("sum by (route) (sluice_http_requests_total)", "route")
+    assert "/api/v1/runs/{run_id}" in routes
+    assert not [r for r in routes if observed.sales["run_id"] in r], "run ids must not be labels"
