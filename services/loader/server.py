@@ -54,7 +54,7 @@ class LoaderService(loader_pb2_grpc.LoaderServicer):
     ) -> loader_pb2.LoadResponse:
         task = EtlTask.model_validate_json(request.task_spec_json)
         trace_id = metadata_value(context, TRACE_ID_METADATA_KEY)
-        sink = sink_for(task.destination.uri, self.secrets)
+        sink = sink_for(task.destination.uri, self.secrets, self.settings.bigquery)
         labels = (request.pipeline, request.task, sink.name)
         with (
             bind_context(
@@ -156,7 +156,7 @@ class LoaderService(loader_pb2_grpc.LoaderServicer):
         self, request: loader_pb2.StatusRequest, context: grpc.aio.ServicerContext
     ) -> loader_pb2.StatusResponse:
         destination = Destination.model_validate_json(request.destination_spec_json)
-        sink = sink_for(destination.uri, self.secrets)
+        sink = sink_for(destination.uri, self.secrets, self.settings.bigquery)
         keys = [(u.id, u.fingerprint) for u in request.units]
         with metrics.count_destination_errors(sink.name):
             loaded = await asyncio.to_thread(
@@ -168,7 +168,7 @@ class LoaderService(loader_pb2_grpc.LoaderServicer):
         self, request: loader_pb2.ExecuteRequest, context: grpc.aio.ServicerContext
     ) -> loader_pb2.ExecuteResponse:
         destination = Destination.model_validate_json(request.destination_spec_json)
-        sink = sink_for(destination.uri, self.secrets)
+        sink = sink_for(destination.uri, self.secrets, self.settings.bigquery)
         params = json.loads(request.params_json or "{}")
         with (
             bind_context(run_id=request.run_id, pipeline=request.pipeline, task=request.task),

@@ -11,6 +11,21 @@ from services.common.spec.base import Strict
 
 WriteMode = Literal["append", "replace", "merge"]
 SchemaPolicy = Literal["evolve", "freeze"]
+PartitionGranularity = Literal["HOUR", "DAY", "MONTH", "YEAR"]
+
+
+class Partitioning(Strict):
+    """BigQuery time partitioning of a table Sluice creates."""
+
+    field: str | None = Field(
+        default=None,
+        description="DATE/TIMESTAMP/DATETIME column; omitted: partition by load time",
+    )
+    granularity: PartitionGranularity = "DAY"
+    expiration_days: float | None = Field(default=None, gt=0)
+    require_filter: bool = False
+
+
 _SECRET_IN_URI = re.compile(r"^[a-z+]+://[^/:@\s]+:(?P<pw>[^@\s]+)@")
 
 
@@ -22,6 +37,20 @@ class Destination(Strict):
     mode: WriteMode = "append"
     keys: list[str] = []
     schema_policy: SchemaPolicy = Field(default="evolve", alias="schema")
+    partition: Partitioning | None = Field(
+        default=None, description="BigQuery only: time partitioning when the table is created"
+    )
+    cluster_by: list[str] = Field(
+        default=[],
+        max_length=4,
+        description="BigQuery only: clustering columns (up to 4) when the table is created",
+    )
+    staging_bucket: str | None = Field(
+        default=None,
+        pattern=r"^gs://[a-z0-9][a-z0-9._-]{1,220}(/.*)?$",
+        description="BigQuery only: gs://bucket/prefix to stage Parquet files in before the "
+        "load job (default: upload with the load job)",
+    )
 
     @field_validator("uri")
     @classmethod
@@ -42,4 +71,19 @@ class Destination(Strict):
     def _merge_needs_keys(self) -> Destination:
         if self.mode == "merge" and not self.keys:
             raise ValueError("mode: merge needs keys: [...]")
+        return self
+
+    @model_validator(mode="after")
+    def _bigquery_options(self) -> Destination:
+        used = [
+            name
+            for name, value in (
+                ("partition", self.partition),
+                ("cluster_by", self.cluster_by),
+                ("staging_bucket", self.staging_bucket),
+            )
+            if value
+        ]
+        if used and not self.uri.startswith("bigquery://"):
+            raise ValueError(f"{', '.join(used)}: only for bigquery:// destinations")
         return self

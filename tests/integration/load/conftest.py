@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -12,11 +13,16 @@ import pyarrow as pa
 import pymysql
 import pytest
 
+from services.cli.stack import free_port
 from services.common.spec.destination import Destination
 from services.common.spec.render import SecretResolver
+from services.loader.settings import BigQuerySettings
 from services.loader.sinks import sink_for
 from services.loader.sinks.base import LoadContext, UnitKey, WriteCounts
 from tests.conftest import MYSQL_URL, pg_query
+from tests.integration.load.bqemu import running_emulator
+
+BQ_REAL_PROJECT = os.environ.get("SLUICE_TEST_BIGQUERY_PROJECT")
 
 
 def mysql_conn(database: str | None = None) -> Any:
@@ -106,12 +112,14 @@ def load(
     schema: str = "evolve",
     rejected: list[pa.RecordBatch] | None = None,
     run_id: str = "run-1",
+    bigquery: BigQuerySettings | None = None,
+    **options: Any,
 ) -> bool:
     """Drive one unit through a sink the way the loader's server does; False when skipped."""
     destination = Destination.model_validate(
-        {"uri": uri, "table": table, "mode": mode, "keys": keys or [], "schema": schema}
+        {"uri": uri, "table": table, "mode": mode, "keys": keys or [], "schema": schema, **options}
     )
-    sink = sink_for(uri, SecretResolver({}))
+    sink = sink_for(uri, SecretResolver({}), bigquery)
     ctx = LoadContext(UnitKey("p", "t", unit, fingerprint), run_id, destination, table)
     writer = sink.open_unit(ctx)
     try:
@@ -130,3 +138,26 @@ def load(
         raise
     writer.commit(counts)
     return True
+
+
+@pytest.fixture(scope="session")
+def bigquery_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BigQuerySettings]:
+    """bqemulator on loopback, or a real project when SLUICE_TEST_BIGQUERY_PROJECT is set."""
+    if BQ_REAL_PROJECT:
+        yield BigQuerySettings()
+        return
+    log = tmp_path_factory.mktemp("bqemu") / "bqemulator.log"
+    with running_emulator("sluice-test", free_port(), free_port(), log) as endpoint:
+        yield BigQuerySettings(api_endpoint=endpoint, job_timeout_seconds=120)
+
+
+@pytest.fixture
+def bq_uri(bigquery_settings: BigQuerySettings) -> Iterator[str]:
+    """A fresh dataset per test (dropped afterwards)."""
+    from services.loader.sinks.bigquery_sink import make_client, parse_uri
+
+    project = BQ_REAL_PROJECT or "sluice-test"
+    uri = f"bigquery://{project}/t_{uuid.uuid4().hex[:10]}"
+    yield uri
+    client = make_client(parse_uri(uri), bigquery_settings)
+    client.delete_dataset(parse_uri(uri).dataset, delete_contents=True, not_found_ok=True)
