@@ -426,7 +426,7 @@ class BigQueryUnitWriter:
     def _load_via_gcs(
         self, path: str, table_id: str, config: bigquery.LoadJobConfig, step: str
     ) -> Any:
-        from google.cloud import storage  # type: ignore[attr-defined]
+        from google.cloud import storage
 
         assert self.dest.staging_bucket is not None
         bucket_name, _, prefix = self.dest.staging_bucket[len("gs://") :].partition("/")
