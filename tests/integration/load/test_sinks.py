@@ -10,8 +10,10 @@ import pytest
 
 from services.common import lineage
 from services.common.errors import SchemaMismatch
+from services.common.spec.destination import Destination
 from services.common.spec.render import SecretResolver
 from services.loader.sinks import sink_for
+from services.loader.sinks.base import LoadContext, UnitKey, WriteCounts
 from tests.integration.load.conftest import Target, load
 
 
@@ -140,3 +142,25 @@ def test_sql_task_binds_parameters(target: Target) -> None:
     assert affected == 2
     rows = target.rows(f"SELECT name FROM {target.qualified()} WHERE id = 3")
     assert rows == [("2026-11-24'; DROP TABLE sales; --",)]
+
+
+def test_readers_see_the_old_rows_until_a_replace_commits(target: Target) -> None:
+    if target.kind == "duckdb":
+        pytest.skip("DuckDB has one writing process; readers open the file between units")
+    load(target.uri, target.table, [sales([1, 2, 3])], unit="a")
+    destination = Destination.model_validate(
+        {"uri": target.uri, "table": target.table, "mode": "replace"}
+    )
+    sink = sink_for(target.uri, SecretResolver({}))
+    ctx = LoadContext(UnitKey("p", "t", "b", "f1"), "run-2", destination, target.table)
+    writer = sink.open_unit(ctx)
+    assert not writer.already_loaded()
+    writer.write(sales([7, 8]))
+    writer.write(sales([9]))
+    assert count(target) == 3  # mid-unit: the old contents, not an empty table
+    writer.commit(WriteCounts(rows_loaded=3))
+    assert [r[0] for r in target.rows(f"SELECT id FROM {target.qualified()} ORDER BY id")] == [
+        7,
+        8,
+        9,
+    ]
