@@ -146,7 +146,13 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def bench_sluice(csv: Path, schema: str) -> tuple[float, dict[str, float]]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (where the chain's time goes)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bench_sluice(csv: Path, schema: str) -> tuple[float, dict[str, tuple[float, float]]]:
     work = Path(tempfile.mkdtemp(prefix="sluice-bench-load-"))
     pipelines = work / "pipelines"
     pipelines.mkdir()
@@ -175,6 +181,7 @@ tasks:
     stack = LocalStack(config)
     stack.start(timeout=120)
     try:
+        cpu_before = {s: cpu_seconds(stack.processes[s].pid) for s in SERVICES}
         started = time.perf_counter()
         reply = httpx.post(f"{stack.url}/api/v1/pipelines/bench_load/runs", json={}, timeout=30)
         reply.raise_for_status()
@@ -187,11 +194,17 @@ tasks:
         elapsed = time.perf_counter() - started
         if run["status"] != "succeeded":
             raise SystemExit(f"sluice run {run['status']}: {run}\n{stack.tail('loader')}")
-        rss = {s: peak_rss_mb(stack.processes[s].pid) for s in SERVICES}
+        usage = {
+            s: (
+                peak_rss_mb(stack.processes[s].pid),
+                cpu_seconds(stack.processes[s].pid) - cpu_before[s],
+            )
+            for s in SERVICES
+        }
     finally:
         stack.stop()
     assert count(schema, "sluice") == ROWS
-    return elapsed, rss
+    return elapsed, usage
 
 
 def main() -> None:
@@ -207,7 +220,7 @@ def main() -> None:
         results: dict[str, float] = {"psql \\copy": bench_psql_copy(csv, schema)}
         if not SKIP_TO_SQL:
             results["pandas to_sql"] = bench_to_sql(csv, schema)
-        results["sluice (3 services)"], rss = bench_sluice(csv, schema)
+        results["sluice (3 services)"], usage = bench_sluice(csv, schema)
     finally:
         with psycopg.connect(PG, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
@@ -221,10 +234,10 @@ def main() -> None:
     if "pandas to_sql" in results:
         to_sql_ratio = results["pandas to_sql"] / sluice
         print(f"sluice / to_sql     : {to_sql_ratio:.1f}x  (target >= {TARGET_TO_SQL_RATIO})")
-    print("\npeak RSS (VmHWM) per service:")
-    for service, mb in rss.items():
+    print(f"\n{'service':<15}{'peak RSS':>10}{'CPU s in run':>14}")
+    for service, (mb, cpu) in usage.items():
         flag = "" if mb < TARGET_RSS_MB else f"  (over {TARGET_RSS_MB} MB)"
-        print(f"  {service:<13}{mb:>8.0f} MB{flag}")
+        print(f"  {service:<13}{mb:>7.0f} MB{cpu:>14.2f}{flag}")
 
 
 if __name__ == "__main__":
