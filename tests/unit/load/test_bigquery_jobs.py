@@ -35,6 +35,7 @@ class FakeBigQuery:
         self.uploads: dict[str, bytes] = {}
         self.fail_next: list[dict[str, str]] = []
         self.pending: dict[str, dict[str, Any]] = {}
+        self.on_insert: Any = None
 
     def finish(self, resource: dict[str, Any]) -> dict[str, Any]:
         jid = resource["jobReference"]["jobId"]
@@ -79,6 +80,10 @@ def handler_for(fake: FakeBigQuery) -> type[BaseHTTPRequestHandler]:
             jid = body["jobReference"]["jobId"]
             if jid in fake.jobs:
                 return self._send(409, {"error": {"code": 409, "message": "Already Exists"}})
+            if "/upload/" not in path:  # jobs.insert without media: load from GCS, query
+                if fake.on_insert is not None:
+                    fake.on_insert(body)
+                return self._send(200, fake.finish(body))
             fake.pending[jid] = body
             port = self.server.server_address[1]
             location = f"http://127.0.0.1:{port}/session/{jid}"
@@ -185,3 +190,40 @@ def test_job_ids_depend_on_every_part_of_the_unit_key() -> None:
     variants |= {job_id(("p", "t", "u2", "f"), "load"), job_id(("p", "t", "u", "f2"), "load")}
     variants.add(job_id(key, "merge"))
     assert job_id(key, "load") not in variants and len(variants) == 5
+
+
+def test_staging_bucket_loads_from_gcs_and_removes_the_object(
+    fake: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gcp_storage_emulator.server import create_server
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    from services.cli.stack import free_port
+
+    port = free_port()
+    server = create_server("127.0.0.1", port, in_memory=True)
+    server.start()
+    try:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
+        gcs = storage.Client(project=PROJECT, credentials=AnonymousCredentials())
+        bucket = gcs.create_bucket("stage-bucket")
+        state, sink = fake
+        seen: dict[str, Any] = {}
+
+        def staged(body: dict[str, Any]) -> None:
+            uri = body["configuration"]["load"]["sourceUris"][0]
+            name = uri.removeprefix("gs://stage-bucket/")
+            seen["uri"] = uri
+            seen["rows"] = pq.read_table(io.BytesIO(bucket.blob(name).download_as_bytes())).num_rows
+
+        state.on_insert = staged
+        writer = writer_for(sink, staging_bucket="gs://stage-bucket/loads")
+        writer._load(spool(writer), sink.table_id("sales"), "WRITE_APPEND", "load")
+        expected = job_id(("pipe", "task", "unit-1", "fp-1"), "load")
+        assert seen == {"uri": f"gs://stage-bucket/loads/{expected}.parquet", "rows": 3}
+        assert not uploads_of(state)  # nothing went through the media upload endpoint
+        assert list(gcs.list_blobs("stage-bucket")) == []
+        writer.abort()
+    finally:
+        server.stop()
