@@ -332,12 +332,28 @@ class PostgresUnitWriter:
         finally:
             self._close()
 
+    def _has_dependent_views(self) -> bool:
+        self.cursor.execute(
+            "SELECT count(*) FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid "
+            "WHERE d.refobjid = $1::regclass AND r.ev_class <> d.refobjid",
+            (self.table,),
+        )
+        row = self.cursor.fetchone()
+        return bool(row and row[0])
+
     def _swap(self) -> None:
+        shadow = self._qualified(self.shadow_name)
+        if self._has_dependent_views():
+            # Views pin the table: swap the contents instead (still one transaction, so
+            # readers see the old rows until commit under MVCC).
+            cols = ", ".join(quote_ident(c) for c in self.columns)
+            self.cursor.execute(f"DELETE FROM {self.table}")
+            self.cursor.execute(f"INSERT INTO {self.table} ({cols}) SELECT {cols} FROM {shadow}")
+            self.cursor.execute(f"DROP TABLE {shadow}")
+            return
         old = derived_name(self.name, "__sluice_old")
         self.cursor.execute(f"ALTER TABLE {self.table} RENAME TO {quote_ident(old)}")
-        self.cursor.execute(
-            f"ALTER TABLE {self._qualified(self.shadow_name)} RENAME TO {quote_ident(self.name)}"
-        )
+        self.cursor.execute(f"ALTER TABLE {shadow} RENAME TO {quote_ident(self.name)}")
         self.cursor.execute(f"DROP TABLE {self._qualified(old)}")
 
     def _merge_staging(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 
+import psycopg
 import pyarrow as pa
 import pytest
 
@@ -14,7 +15,8 @@ from services.common.spec.destination import Destination
 from services.common.spec.render import SecretResolver
 from services.loader.sinks import sink_for
 from services.loader.sinks.base import LoadContext, UnitKey, WriteCounts
-from tests.integration.load.conftest import Target, load
+from tests.conftest import pg_query
+from tests.integration.load.conftest import Target, load, my_query
 
 
 def sales(ids: list[int], amount: float = 1.5, **extra: list[object]) -> pa.RecordBatch:
@@ -164,3 +166,27 @@ def test_readers_see_the_old_rows_until_a_replace_commits(target: Target) -> Non
         8,
         9,
     ]
+
+
+def test_postgres_replace_keeps_dependent_views_working(pg_dsn: str, pg_schema: str) -> None:
+    uri = f"{pg_dsn}?options=-csearch_path%3D{pg_schema}"
+    load(uri, "sales", [sales([1, 2, 3])], unit="a")
+    pg_query_commit(
+        pg_dsn, f'CREATE VIEW "{pg_schema}".big_sales AS SELECT id FROM "{pg_schema}".sales'
+    )
+    load(uri, "sales", [sales([7, 8])], unit="b", mode="replace")
+    rows = pg_query(pg_dsn, f'SELECT id FROM "{pg_schema}".big_sales ORDER BY id')
+    assert rows == [(7,), (8,)]
+
+
+def test_mysql_merge_needs_a_unique_key_on_the_keys(mysql_db: str) -> None:
+    uri = f"mysql://root@127.0.0.1:3306/{mysql_db}"
+    load(uri, "sales", [sales([1, 2])], unit="a")  # created by append: no unique key
+    with pytest.raises(SchemaMismatch, match=r"PRIMARY KEY or UNIQUE index on exactly \(id\)"):
+        load(uri, "sales", [sales([2, 3])], unit="b", mode="merge", keys=["id"])
+    assert my_query(mysql_db, "SELECT count(*) FROM sales") == [(2,)]
+
+
+def pg_query_commit(dsn: str, sql: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql.encode())
