@@ -332,10 +332,12 @@ class PostgresUnitWriter:
         finally:
             self._close()
 
-    def _has_dependent_views(self) -> bool:
+    def _pinned(self) -> bool:
+        """True when views depend on the target or it has grants: a renamed table loses both."""
         self.cursor.execute(
-            "SELECT count(*) FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid "
-            "WHERE d.refobjid = $1::regclass AND r.ev_class <> d.refobjid",
+            "SELECT (SELECT count(*) FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid "
+            "WHERE d.refobjid = $1::regclass AND r.ev_class <> d.refobjid) "
+            "+ (SELECT count(*) FROM pg_class WHERE oid = $1::regclass AND relacl IS NOT NULL)",
             (self.table,),
         )
         row = self.cursor.fetchone()
@@ -343,9 +345,9 @@ class PostgresUnitWriter:
 
     def _swap(self) -> None:
         shadow = self._qualified(self.shadow_name)
-        if self._has_dependent_views():
-            # Views pin the table: swap the contents instead (still one transaction, so
-            # readers see the old rows until commit under MVCC).
+        if self._pinned():
+            # Swap the contents instead (still one transaction, so readers see the old rows
+            # until commit under MVCC), keeping the table's views and grants.
             cols = ", ".join(quote_ident(c) for c in self.columns)
             self.cursor.execute(f"DELETE FROM {self.table}")
             self.cursor.execute(f"INSERT INTO {self.table} ({cols}) SELECT {cols} FROM {shadow}")

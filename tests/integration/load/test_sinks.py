@@ -179,6 +179,20 @@ def test_postgres_replace_keeps_dependent_views_working(pg_dsn: str, pg_schema: 
     assert rows == [(7,), (8,)]
 
 
+def test_postgres_replace_keeps_grants(pg_dsn: str, pg_schema: str) -> None:
+    uri = f"{pg_dsn}?options=-csearch_path%3D{pg_schema}"
+    load(uri, "sales", [sales([1, 2, 3])], unit="a")
+    pg_query_commit(pg_dsn, f'GRANT SELECT ON "{pg_schema}".sales TO PUBLIC')
+    load(uri, "sales", [sales([7, 8])], unit="b", mode="replace")
+    acl = pg_query(
+        pg_dsn,
+        "SELECT relacl::text FROM pg_class WHERE oid = %s::regclass",
+        (f'"{pg_schema}".sales',),
+    )
+    assert acl[0][0] is not None and "=r/" in acl[0][0]
+    assert pg_query(pg_dsn, f'SELECT count(*) FROM "{pg_schema}".sales') == [(2,)]
+
+
 def test_mysql_merge_needs_a_unique_key_on_the_keys(mysql_db: str) -> None:
     uri = f"mysql://root@127.0.0.1:3306/{mysql_db}"
     load(uri, "sales", [sales([1, 2])], unit="a")  # created by append: no unique key
