@@ -40,6 +40,26 @@ class WriteCounts:
     rows_rejected: int = 0
 
 
+LEDGER_COLUMNS = (
+    "pipeline", "task", "unit_key", "fingerprint", "run_id", "target_table", "rows_loaded",
+    "rows_rejected",
+)  # fmt: skip
+
+
+def ledger_insert(table: str, placeholders: Sequence[str]) -> str:
+    """``INSERT INTO <ledger> (...) VALUES (...)`` with the driver's placeholders."""
+    return f"INSERT INTO {table} ({', '.join(LEDGER_COLUMNS)}) VALUES ({', '.join(placeholders)})"
+
+
+def ledger_values(ctx: LoadContext, counts: WriteCounts) -> tuple[str | int, ...]:
+    """The ledger row of a committed unit, in :data:`LEDGER_COLUMNS` order."""
+    key = ctx.key
+    return (
+        key.pipeline, key.task, key.unit, key.fingerprint, ctx.run_id, ctx.table,
+        counts.rows_loaded, counts.rows_rejected,
+    )  # fmt: skip
+
+
 class UnitWriter(Protocol):
     def already_loaded(self) -> bool:
         """True when the ledger has this unit and fingerprint (checked under lock)."""

@@ -20,7 +20,13 @@ import pyarrow as pa
 from services.common import lineage
 from services.common.errors import SchemaMismatch
 from services.loader.errors import DestinationError
-from services.loader.sinks.base import LEDGER_TABLE, LoadContext, WriteCounts
+from services.loader.sinks.base import (
+    LEDGER_TABLE,
+    LoadContext,
+    WriteCounts,
+    ledger_insert,
+    ledger_values,
+)
 from services.loader.sinks.sql import quote_ident, quote_table
 
 _LOCKS: dict[str, threading.Lock] = {}
@@ -237,20 +243,8 @@ class DuckDBUnitWriter:
                     f"INSERT INTO {self.table} BY NAME SELECT * FROM {self.staging} "
                     f"QUALIFY row_number() OVER (PARTITION BY {key_list} ORDER BY rowid DESC) = 1"
                 )
-            key = self.ctx.key
             self.con.execute(
-                f"INSERT INTO {LEDGER_TABLE} (pipeline, task, unit_key, fingerprint, run_id, "
-                "target_table, rows_loaded, rows_rejected) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    key.pipeline,
-                    key.task,
-                    key.unit,
-                    key.fingerprint,
-                    self.ctx.run_id,
-                    self.ctx.table,
-                    counts.rows_loaded,
-                    counts.rows_rejected,
-                ],
+                ledger_insert(LEDGER_TABLE, ["?"] * 8), list(ledger_values(self.ctx, counts))
             )
             self.con.commit()
         except duckdb.Error as exc:

@@ -35,7 +35,13 @@ from services.common.errors import SchemaMismatch
 from services.common.spec.render import redact
 from services.loader.errors import DestinationError
 from services.loader.sinks.arrow_stream import BatchPipe, Spool
-from services.loader.sinks.base import LEDGER_TABLE, LoadContext, WriteCounts
+from services.loader.sinks.base import (
+    LEDGER_TABLE,
+    LoadContext,
+    WriteCounts,
+    ledger_insert,
+    ledger_values,
+)
 from services.loader.sinks.sql import (
     derived_name,
     postgres_type,
@@ -299,7 +305,6 @@ class PostgresUnitWriter:
     # commit ------------------------------------------------------------------------------
 
     def commit(self, counts: WriteCounts) -> None:
-        key = self.ctx.key
         try:
             if self.pipe is not None:
                 self.pipe.close()
@@ -310,18 +315,8 @@ class PostgresUnitWriter:
                 self._swap()
             self._write_rejected()
             self.cursor.execute(
-                f"INSERT INTO {LEDGER_TABLE} (pipeline, task, unit_key, fingerprint, run_id, "
-                "target_table, rows_loaded, rows_rejected) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                (
-                    key.pipeline,
-                    key.task,
-                    key.unit,
-                    key.fingerprint,
-                    self.ctx.run_id,
-                    self.ctx.table,
-                    counts.rows_loaded,
-                    counts.rows_rejected,
-                ),
+                ledger_insert(LEDGER_TABLE, [f"${i}" for i in range(1, 9)]),
+                ledger_values(self.ctx, counts),
             )
             self.conn.commit()
         except adbc.Error as exc:
