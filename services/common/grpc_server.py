@@ -10,6 +10,7 @@ grace period.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
@@ -111,58 +112,43 @@ class SluiceServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         log.exception("%s crashed", method)
         await context.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
 
+    @contextlib.asynccontextmanager
+    async def _tracked(self, context: grpc.aio.ServicerContext, method: str) -> AsyncIterator[None]:
+        """Count, time and map the errors of one call, unary or streaming alike."""
+        start = time.perf_counter()
+        GRPC_INFLIGHT.labels(self.service, method).inc()
+        try:
+            yield
+        except (asyncio.CancelledError, GeneratorExit):
+            # A stream the client abandons (cancelled while waiting, or closed at a yield).
+            GRPC_SERVER_CALLS.labels(self.service, method, "CANCELLED").inc()
+            raise
+        except Exception as exc:
+            if _is_abort(exc):
+                raise
+            await self._fail(context, method, exc)
+            raise
+        finally:
+            GRPC_INFLIGHT.labels(self.service, method).dec()
+            GRPC_SERVER_SECONDS.labels(self.service, method).observe(time.perf_counter() - start)
+        GRPC_SERVER_CALLS.labels(self.service, method, "OK").inc()
+
     def _wrap_unary(self, inner: Any, method: str) -> Any:
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
             with bind_context(**call_log_context(request, context)):
-                return await counted(request, context)
-
-        async def counted(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            start = time.perf_counter()
-            GRPC_INFLIGHT.labels(self.service, method).inc()
-            try:
-                result = await inner(request, context)
-            except asyncio.CancelledError:
-                GRPC_SERVER_CALLS.labels(self.service, method, "CANCELLED").inc()
-                raise
-            except Exception as exc:
-                if _is_abort(exc):
-                    raise
-                await self._fail(context, method, exc)
-                raise
-            finally:
-                GRPC_INFLIGHT.labels(self.service, method).dec()
-                GRPC_SERVER_SECONDS.labels(self.service, method).observe(
-                    time.perf_counter() - start
-                )
-            GRPC_SERVER_CALLS.labels(self.service, method, "OK").inc()
-            return result
+                async with self._tracked(context, method):
+                    return await inner(request, context)
 
         return call
 
     def _wrap_stream(self, inner: Any, method: str) -> Any:
-        # One generator: the context, the counting and the yield share a frame, so a stream the
-        # client abandons (cancelled while waiting, or closed at a yield) is counted CANCELLED.
+        # One generator frame holds the log context, the tracking and the yield, so closing the
+        # stream at a yield reaches the tracker as GeneratorExit.
         async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            start = time.perf_counter()
-            GRPC_INFLIGHT.labels(self.service, method).inc()
             with bind_context(**call_log_context(request, context)):
-                try:
+                async with self._tracked(context, method):
                     async for item in inner(request, context):
                         yield item
-                except (asyncio.CancelledError, GeneratorExit):
-                    GRPC_SERVER_CALLS.labels(self.service, method, "CANCELLED").inc()
-                    raise
-                except Exception as exc:
-                    if _is_abort(exc):
-                        raise
-                    await self._fail(context, method, exc)
-                    raise
-                finally:
-                    GRPC_INFLIGHT.labels(self.service, method).dec()
-                    GRPC_SERVER_SECONDS.labels(self.service, method).observe(
-                        time.perf_counter() - start
-                    )
-                GRPC_SERVER_CALLS.labels(self.service, method, "OK").inc()
 
         return call
 
