@@ -493,17 +493,7 @@ class RunExecutor:
             already = set(status.loaded_unit_ids)
         for unit in units:
             if unit.id in already:
-                await asyncio.to_thread(
-                    self.store.record_unit,
-                    run_id,
-                    task.id,
-                    unit_key=unit.id,
-                    fingerprint=unit.fingerprint,
-                    status="skipped",
-                    attempt=attempt,
-                    started_at=utcnow(),
-                    finished_at=utcnow(),
-                )
+                await self._record_unit(run_id, task.id, unit, "skipped", attempt, utcnow())
                 metrics.UNITS.labels(pipeline.name, task.id, "skipped").inc()
         todo = [u for u in units if u.id not in already]
         log.info(
@@ -530,6 +520,30 @@ class RunExecutor:
             raise TaskFailed(
                 f"{len(failures)} of {len(todo)} units failed; first: {message}", retryable
             )
+
+    async def _record_unit(
+        self,
+        run_id: str,
+        task_id: str,
+        unit: data_pb2.Unit,
+        status: str,
+        attempt: int,
+        started: datetime,
+        **figures: Any,
+    ) -> None:
+        """Store the outcome of one unit (figures: row counts, bytes, duration, error)."""
+        await asyncio.to_thread(
+            self.store.record_unit,
+            run_id,
+            task_id,
+            unit_key=unit.id,
+            fingerprint=unit.fingerprint,
+            status=status,
+            attempt=attempt,
+            started_at=started,
+            finished_at=utcnow(),
+            **figures,
+        )
 
     async def _load_unit(
         self,
@@ -562,37 +576,25 @@ class RunExecutor:
                 except asyncio.CancelledError:
                     raise
                 except SluiceError as exc:
-                    await asyncio.to_thread(
-                        self.store.record_unit,
-                        run_id,
-                        task.id,
-                        unit_key=unit.id,
-                        fingerprint=unit.fingerprint,
-                        status="failed",
-                        attempt=attempt,
-                        started_at=started,
-                        finished_at=utcnow(),
-                        error=exc.full_message,
+                    await self._record_unit(
+                        run_id, task.id, unit, "failed", attempt, started, error=exc.full_message
                     )
                     metrics.UNITS.labels(pipeline, task.id, "failed").inc()
                     log.warning("unit failed: %s", exc.full_message)
                     raise
                 skipped = reply.outcome == loader_pb2.LOAD_OUTCOME_SKIPPED
-                await asyncio.to_thread(
-                    self.store.record_unit,
+                await self._record_unit(
                     run_id,
                     task.id,
-                    unit_key=unit.id,
-                    fingerprint=unit.fingerprint,
-                    status="skipped" if skipped else "succeeded",
-                    attempt=attempt,
+                    unit,
+                    "skipped" if skipped else "succeeded",
+                    attempt,
+                    started,
                     rows_in=reply.rows_in,
                     rows_loaded=reply.rows_loaded,
                     rows_rejected=reply.rows_rejected,
                     bytes=reply.bytes,
                     duration_seconds=reply.duration_seconds,
-                    started_at=started,
-                    finished_at=utcnow(),
                 )
                 metrics.UNITS.labels(pipeline, task.id, "skipped" if skipped else "loaded").inc()
                 metrics.ROWS.labels(pipeline, task.id).inc(reply.rows_loaded)

@@ -7,25 +7,8 @@ import pytest
 
 from services.common.errors import BadInput, CheckFailed, SpecError
 from services.common.spec.expr import parse_expression
-from services.common.spec.model import Pipeline
 from services.transformer.steps import UnitTransform
-
-
-def steps(*raw: dict[str, object]) -> list:  # type: ignore[type-arg]
-    pipeline = Pipeline.model_validate(
-        {
-            "name": "p",
-            "tasks": [
-                {
-                    "id": "t",
-                    "source": {"uri": "file:///x.csv"},
-                    "transform": list(raw),
-                    "destination": {"uri": "duckdb:///x", "table": "t"},
-                }
-            ],
-        }
-    )
-    return list(pipeline.tasks[0].transform)  # type: ignore[union-attr]
+from tests.unit.transform.conftest import steps
 
 
 def batch(**cols: list[object]) -> pa.RecordBatch:
