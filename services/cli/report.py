@@ -42,24 +42,27 @@ def print_summary(run: dict[str, Any]) -> None:
 
 def print_destinations(pipeline: Pipeline) -> None:
     """For DuckDB destinations, show what the tables hold now and how to query them."""
-    seen: set[tuple[str, str]] = set()
+    import duckdb
+
+    from services.loader.sinks.duckdb_sink import database_path
+
+    tables: dict[str, list[str]] = {}
     for task in pipeline.tasks:
-        if not isinstance(task, EtlTask) or not task.destination.uri.startswith("duckdb:"):
+        if isinstance(task, EtlTask) and task.destination.uri.startswith("duckdb:"):
+            path = database_path(task.destination.uri)
+            names = tables.setdefault(path, [])
+            if task.destination.table and task.destination.table not in names:
+                names.append(task.destination.table)
+    for path, names in tables.items():
+        if not Path(path).exists():
             continue
-        from services.loader.sinks.duckdb_sink import database_path
-
-        path = database_path(task.destination.uri)
-        key = (path, task.destination.table or "")
-        if key in seen or not Path(path).exists():
-            continue
-        seen.add(key)
-        import duckdb
-
+        print(f"\nDuckDB database {path}:")
         with duckdb.connect(path, read_only=True) as con:
-            count = con.execute(f'SELECT count(*) FROM "{task.destination.table}"').fetchone()
-        rows = count[0] if count else 0
-        print(f"table {task.destination.table} in {path} now holds {rows} rows. Query it with:")
-        query = f"SELECT * FROM {task.destination.table} LIMIT 10"
+            for name in names:
+                count = con.execute(f'SELECT count(*) FROM "{name}"').fetchone()
+                print(f"  {name:<24} {count[0] if count else 0:>10} rows")
+        query = f"SELECT * FROM {names[0]} LIMIT 10"
+        print("Query it with:")
         print(
             f'  .venv/bin/python -c "import duckdb; '
             f"print(duckdb.connect('{path}', read_only=True).sql('{query}'))\""
