@@ -163,7 +163,6 @@ class RunExecutor:
                         await self.adopt_orphans()
                     await self.dispatch_once()
             except Exception:
-                metrics.STATE_DB_ERRORS.inc()
                 log.exception("dispatch loop iteration failed; retrying")
             self._wakeup.clear()
             with contextlib.suppress(TimeoutError):

@@ -58,7 +58,6 @@ class LeaseKeeper:
                 self.store.acquire_lease, LEASE_NAME, self.holder, self.ttl
             )
         except Exception:
-            metrics.STATE_DB_ERRORS.inc()
             log.exception("cannot renew the scheduler lease")
             held = False
         self._valid_until = asked_at + self.ttl * 0.8 if held else 0.0
@@ -106,7 +105,6 @@ class Scheduler:
             try:
                 created += self._tick_pipeline(pipeline, now)
             except Exception:
-                metrics.STATE_DB_ERRORS.inc()
                 log.exception("scheduling pipeline %s failed", pipeline.name)
         if created:
             self.on_created()
@@ -190,6 +188,5 @@ class Scheduler:
                 else:
                     await asyncio.to_thread(self.observe)
             except Exception:
-                metrics.STATE_DB_ERRORS.inc()
                 log.exception("scheduler tick failed; retrying")
             await asyncio.sleep(self.settings.scheduler.tick_seconds)
