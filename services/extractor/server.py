@@ -31,6 +31,7 @@ from services.common.proto.sluice.v1 import (
 from services.common.spec.source import Source
 from services.extractor import metrics
 from services.extractor.readers import ReadLimits, read_batches
+from services.extractor.readers.base import is_rejected
 from services.extractor.settings import ExtractorSettings
 from services.extractor.units import discover, materialize
 
@@ -121,6 +122,7 @@ class ExtractorService(extractor_pb2_grpc.ExtractorServicer):
         )
         seq = 0
         offset = 0
+        quarantined = 0  # rows readers rejected (sent as BATCH_KIND_REJECTED)
         with contextlib.ExitStack() as stack:
             opened = await asyncio.to_thread(
                 stack.enter_context,
@@ -137,12 +139,22 @@ class ExtractorService(extractor_pb2_grpc.ExtractorServicer):
                     batch = await asyncio.to_thread(_next_or_done, batches)
                     if batch is _DONE:
                         break
-                    message = to_message(batch, unit_id=unit.id, seq=seq, row_offset=offset)
+                    rejected = is_rejected(batch)
+                    message = to_message(
+                        batch,
+                        unit_id=unit.id,
+                        seq=seq,
+                        row_offset=offset,
+                        kind=data_pb2.BATCH_KIND_REJECTED if rejected else data_pb2.BATCH_KIND_DATA,
+                    )
                     metrics.BATCH_SECONDS.labels(unit.format).observe(time.perf_counter() - started)
-                    metrics.ROWS.labels(*labels, unit.format).inc(batch.num_rows)
                     metrics.BYTES.labels(*labels, unit.format).inc(len(message.arrow_ipc))
                     yield message
                     seq += 1
+                    if rejected:
+                        quarantined += batch.num_rows
+                        continue
+                    metrics.ROWS.labels(*labels, unit.format).inc(batch.num_rows)
                     offset += batch.num_rows
             except SluiceError as err:
                 raise _relabel(err, str(path), label) from None
@@ -150,7 +162,7 @@ class ExtractorService(extractor_pb2_grpc.ExtractorServicer):
                 # A reader met input it has no specific message for: still the unit's bad
                 # input (terminal, named), never an internal error that would be retried.
                 raise BadInput(f"cannot read the file: {exc}", file=label) from None
-            log.info("streamed %d rows in %d batches", offset, seq)
+            log.info("streamed %d rows (%d quarantined) in %d batches", offset, quarantined, seq)
 
 
 def register(settings: ExtractorSettings) -> Any:

@@ -82,6 +82,15 @@ class TransformerService(transformer_pb2_grpc.TransformerServicer):
             )
             seq = 0
             async for message in stream(call, "extractor"):
+                if message.kind == data_pb2.BATCH_KIND_REJECTED:
+                    # Rows the extractor quarantined (ragged lines): on to the loader as they are.
+                    forwarded = data_pb2.RecordBatch()
+                    forwarded.CopyFrom(message)
+                    forwarded.seq = seq
+                    seq += 1
+                    metrics.ROWS_REJECTED.labels(*labels, "bad_row").inc(message.num_rows)
+                    yield forwarded
+                    continue
                 batch_started = time.perf_counter()
                 result = transform.apply(from_message(message), message.row_offset)
                 metrics.ROWS_IN.labels(*labels).inc(message.num_rows)

@@ -14,9 +14,10 @@ SourceFormat = Literal[
     "json", "jsonl", "parquet",
 ]  # fmt: skip
 
-OnBadRow = Literal["error", "skip"]
-"""What a ragged row (too many or too few fields) does: fail the unit, or be skipped with a
-warning in the extractor's log."""
+OnBadRow = Literal["error", "skip", "quarantine"]
+"""What a ragged row (too many or too few fields) does: fail the unit, be skipped with a
+warning in the extractor's log, or be quarantined: its raw text, line and reason go to
+``<table>__rejected`` while the good rows load."""
 
 ColumnType = Literal[
     "string", "int64", "float64", "bool", "date", "timestamp", "decimal",

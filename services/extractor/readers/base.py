@@ -9,6 +9,7 @@ from typing import Protocol
 
 import pyarrow as pa
 
+from services.common import lineage
 from services.common.spec.source import SourceOptions
 
 BatchIterator = Iterator[pa.RecordBatch]
@@ -45,3 +46,29 @@ def rebatch(batch: pa.RecordBatch, batch_bytes: int) -> BatchIterator:
     step = max(1, -(-batch.num_rows // pieces))
     for start in range(0, batch.num_rows, step):
         yield batch.slice(start, step)
+
+
+REJECTED_KEY = b"sluice.batch_kind"
+"""Schema metadata key marking a batch of rows a reader rejected (sent as BATCH_KIND_REJECTED)."""
+
+
+def rejected_batch(
+    columns: dict[str, pa.Array], *, lines: list[int], check: str, reasons: list[str]
+) -> pa.RecordBatch:
+    """Rows a reader set aside, with the reject columns the loader's quarantine table has."""
+    n = len(lines)
+    arrays = {
+        **columns,
+        lineage.CHECK: pa.array([check] * n, pa.string()),
+        lineage.COLUMN: pa.nulls(n, pa.string()),
+        lineage.REASON: pa.array(reasons, pa.string()),
+        lineage.LINE: pa.array(lines, pa.int64()),
+    }
+    batch = pa.RecordBatch.from_pydict(arrays)
+    return batch.replace_schema_metadata({REJECTED_KEY: b"rejected"})
+
+
+def is_rejected(batch: pa.RecordBatch) -> bool:
+    """Whether ``batch`` holds rejected rows rather than data."""
+    metadata = batch.schema.metadata or {}
+    return metadata.get(REJECTED_KEY) == b"rejected"

@@ -32,6 +32,7 @@ from services.common.errors import BadInput
 from services.common.spec.source import SourceOptions
 from services.extractor.metrics import count_skipped_rows
 from services.extractor.readers import schema as schemas
+from services.extractor.readers.bad_rows import BadRows
 from services.extractor.readers.base import BatchIterator, ReadLimits, rebatch
 from services.extractor.readers.text import (
     SAMPLE_BYTES,
@@ -113,29 +114,29 @@ class DelimitedReader:
         limits: ReadLimits,
     ) -> Iterator[pa.RecordBatch]:
         header_lines = options.skip_rows + (1 if options.header else 0)
-        skipped: list[str] = []
+        bad_rows = [BadRows(options.on_bad_row, header_lines + 1)]
 
-        def on_invalid(row: pacsv.InvalidRow) -> str:
-            if options.on_bad_row == "skip":
-                skipped.append(row.text[:200])
-                return "skip"
-            return "error"
-
-        def open_reader(types: dict[str, pa.DataType]) -> pacsv.CSVStreamingReader:
-            return pacsv.open_csv(
+        def open_reader(
+            types: dict[str, pa.DataType],
+        ) -> tuple[pacsv.CSVStreamingReader, BadRows]:
+            # A fresh collector per pass: a pass that is abandoned for another must not leave
+            # its ragged rows behind twice.
+            bad = BadRows(options.on_bad_row, header_lines + 1)
+            bad_rows[0] = bad
+            reader = pacsv.open_csv(
                 path,
                 read_options=pacsv.ReadOptions(
                     block_size=limits.block_bytes,
                     skip_rows=header_lines,
                     column_names=names,
                     encoding=pyarrow_encoding(encoding),
-                    use_threads=self.use_threads,
+                    use_threads=self.use_threads and not bad.needs_record_numbers,
                 ),
                 parse_options=pacsv.ParseOptions(
                     delimiter=delimiter,
                     quote_char=options.quotechar,
                     newlines_in_values=True,
-                    invalid_row_handler=on_invalid,
+                    invalid_row_handler=bad.on_invalid,
                 ),
                 convert_options=pacsv.ConvertOptions(
                     column_types=types,
@@ -146,6 +147,7 @@ class DelimitedReader:
                     false_values=["false", "False", "FALSE"],
                 ),
             )
+            return reader, bad
 
         file = str(path)
         strings = {name: pa.string() for name in names}
@@ -158,7 +160,7 @@ class DelimitedReader:
                 # pyarrow converts the planned types itself (in parallel, no extra pass): the
                 # fast path. If the first block still does not fit (e.g. padded numbers),
                 # nothing has been emitted yet, so fall back to strings plus our converter.
-                batches = self._typed(open_reader(native), schema, header_lines, options)
+                batches = self._typed(*open_reader(native), schema, header_lines, options)
                 emitted = False
                 try:
                     for batch in batches:
@@ -169,7 +171,7 @@ class DelimitedReader:
                     if emitted or "conversion error" not in str(exc):
                         raise
             yield from self._converted(
-                open_reader(strings), schema, header_lines, options, limits, file
+                *open_reader(strings), schema, header_lines, options, limits, file
             )
         except pa.ArrowInvalid as exc:
             if "Empty CSV file" in str(exc):
@@ -181,15 +183,7 @@ class DelimitedReader:
                 file=file,
             ) from None
         finally:
-            if skipped:
-                count_skipped_rows(len(skipped))
-                log.warning(
-                    "skipped %d ragged rows in %s (on_bad_row: skip); first: %r",
-                    len(skipped),
-                    path.name,
-                    skipped[0],
-                    extra={"sluice.rows.skipped": len(skipped)},
-                )
+            _report_bad_rows(bad_rows[0], path)
 
     def _plan(
         self,
@@ -242,6 +236,7 @@ class DelimitedReader:
     def _typed(
         self,
         reader: pacsv.CSVStreamingReader,
+        bad: BadRows,
         schema: pa.Schema,
         header_lines: int,
         options: SourceOptions,
@@ -253,16 +248,19 @@ class DelimitedReader:
                 continue
             if options.max_rows is not None and rows + typed.num_rows > options.max_rows:
                 typed = typed.slice(0, options.max_rows - rows)
-            lines, next_line = _line_numbers(typed, next_line)
+            lines, next_line = _line_numbers(typed, next_line, bad)
             batch = typed.append_column(schema.field(lineage.LINE), lines)
             rows += batch.num_rows
             yield batch
+            yield from _rejected(bad, next_line)
             if options.max_rows is not None and rows >= options.max_rows:
                 return
+        yield from _rejected(bad, next_line, final=True)
 
     def _converted(
         self,
         reader: pacsv.CSVStreamingReader,
+        bad: BadRows,
         schema: pa.Schema,
         header_lines: int,
         options: SourceOptions,
@@ -276,7 +274,7 @@ class DelimitedReader:
                 continue
             if options.max_rows is not None and rows + raw.num_rows > options.max_rows:
                 raw = raw.slice(0, options.max_rows - rows)
-            lines, next_line = _line_numbers(raw, next_line)
+            lines, next_line = _line_numbers(raw, next_line, bad)
             try:
                 batch = schemas.convert(raw, schema, lines, options, file=file)
             except BadInput:
@@ -286,8 +284,10 @@ class DelimitedReader:
                 schema, batch = schemas.plan_and_convert(raw, lines, options, file=file)
             rows += batch.num_rows
             yield from rebatch(batch, limits.batch_bytes)
+            yield from _rejected(bad, next_line)
             if options.max_rows is not None and rows >= options.max_rows:
                 return
+        yield from _rejected(bad, next_line, final=True)
 
     def _explain(
         self,
@@ -324,15 +324,39 @@ class DelimitedReader:
         line, problem = _find_ragged_line(path, encoding, delimiter, options)
         if line is not None:
             return BadInput(
-                f"{problem}; fix the file or set source.options.on_bad_row: skip",
+                f"{problem}; fix the file or set source.options.on_bad_row: skip or quarantine",
                 file=str(path),
                 line=line,
             )
         return BadInput(f"cannot parse as delimited text: {text}", file=str(path))
 
 
-def _line_numbers(raw: pa.RecordBatch, first_line: int) -> tuple[pa.Array, int]:
-    """Physical line of each record and the line after the batch (quoted newlines counted)."""
+def _rejected(bad: BadRows, next_line: int, *, final: bool = False) -> Iterator[pa.RecordBatch]:
+    rejected = bad.take_rejected(next_line, final=final)
+    if rejected is not None:
+        yield rejected
+
+
+def _report_bad_rows(bad: BadRows, path: Path) -> None:
+    if not bad.count:
+        return
+    if bad.mode == "skip":
+        count_skipped_rows(bad.count)
+    done = "quarantined" if bad.mode == "quarantine" else "skipped"
+    log.warning(
+        "%s %d ragged rows in %s (on_bad_row: %s); first: %r",
+        done,
+        bad.count,
+        path.name,
+        bad.mode,
+        bad.first_text,
+        extra={f"sluice.rows.{done}": bad.count},
+    )
+
+
+def _line_numbers(raw: pa.RecordBatch, first_line: int, bad: BadRows) -> tuple[pa.Array, int]:
+    """Physical line of each record and the line after the batch (quoted newlines counted,
+    ragged rows set aside before or inside the batch too)."""
     spans = np.ones(raw.num_rows, dtype=np.int64)
     for column in raw.columns:
         if not pa.types.is_string(column.type):
@@ -340,9 +364,8 @@ def _line_numbers(raw: pa.RecordBatch, first_line: int) -> tuple[pa.Array, int]:
         counts = pc.count_substring(column, "\n")
         if pc.max(counts).as_py():
             spans += counts.fill_null(0).to_numpy(zero_copy_only=False)
-    ends = np.cumsum(spans)
-    starts = first_line + ends - spans
-    return pa.array(starts, pa.int64()), int(first_line + ends[-1])
+    starts, next_line = bad.line_numbers(spans, first_line)
+    return pa.array(starts, pa.int64()), next_line
 
 
 def _open_text(path: Path, encoding: str) -> io.TextIOWrapper:

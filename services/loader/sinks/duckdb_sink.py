@@ -139,7 +139,7 @@ class DuckDBUnitWriter:
         self.staging = "_sluice_staging"
         self.prepared = False
         self.schema: pa.Schema | None = None
-        self.rejected_prepared = False
+        self.rejected_columns: set[str] = set()
 
     def already_loaded(self) -> bool:
         key = self.ctx.key
@@ -212,7 +212,8 @@ class DuckDBUnitWriter:
         table = batch.append_column(lineage.RUN_ID, pa.array([self.ctx.run_id] * batch.num_rows))
         table = table.append_column(lineage.UNIT, pa.array([self.ctx.key.unit] * batch.num_rows))
         self.con.register("_sluice_rejects", table)
-        if not self.rejected_prepared:
+        # Rejects differ in shape (failed checks carry the row, ragged lines their raw text).
+        if not set(table.schema.names) <= self.rejected_columns:
             existing = self._existing_columns(self.ctx.table + "__rejected")
             if existing is None:
                 self.con.execute(
@@ -225,7 +226,7 @@ class DuckDBUnitWriter:
                             f"ALTER TABLE {self.rejected_table} ADD COLUMN "
                             f"{quote_ident(field.name)} VARCHAR"
                         )
-            self.rejected_prepared = True
+            self.rejected_columns = set(existing or ()) | set(table.schema.names)
         self.con.execute(f"INSERT INTO {self.rejected_table} BY NAME SELECT * FROM _sluice_rejects")
         self.con.unregister("_sluice_rejects")
 

@@ -1,0 +1,156 @@
+"""End to end: ragged csv lines with ``on_bad_row: quarantine`` through the four services.
+
+PostgreSQL and MariaDB get them through the transformer (tasks with a check that quarantines
+too, so one ``__rejected`` table holds both shapes); DuckDB straight from the extractor.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from tests.conftest import pg_query, trigger, wait_for_run, write_pipeline
+from tests.integration.load.conftest import my_query, mysql_db
+
+__all__ = ["mysql_db"]  # the fixture, used by name
+
+CSV = """\
+id,name,amount
+1,alpha,1.5
+2,beta,2.5,surplus
+3,gamma,3.5
+4,delta
+5,,5.5
+6,zeta,6.5
+"""
+
+PIPELINE = """\
+name: ragged
+tasks:
+  - id: to_pg
+    source:
+      uri: file://{data}/sales.csv
+      options: {{on_bad_row: quarantine}}
+    transform:
+      - check: {{not_null: [name]}}
+        on_fail: quarantine
+        max_reject_ratio: 0.9
+    destination:
+      uri: {dsn}
+      table: {schema}.sales
+  - id: to_maria
+    source:
+      uri: file://{data}/sales.csv
+      options: {{on_bad_row: quarantine}}
+    transform:
+      - check: {{not_null: [name]}}
+        on_fail: quarantine
+        max_reject_ratio: 0.9
+    destination:
+      uri: mysql://root@127.0.0.1:3306/{maria}
+      table: sales
+  - id: to_duck
+    source:
+      uri: file://{data}/sales.csv
+      options: {{on_bad_row: quarantine}}
+    destination:
+      uri: duckdb:///{duck}
+      table: sales
+  - id: to_duck_checked
+    source:
+      uri: file://{data}/sales.csv
+      options: {{on_bad_row: quarantine}}
+    transform:
+      - check: {{not_null: [name]}}
+        on_fail: quarantine
+        max_reject_ratio: 0.9
+    destination:
+      uri: duckdb:///{duck_checked}
+      table: sales
+"""
+
+BAD_ROWS = [
+    (3, "2,beta,2.5,surplus", "expected 3 fields, found 4 (too many)"),
+    (5, "4,delta", "expected 3 fields, found 2 (too few)"),
+]
+
+
+def test_ragged_lines_are_quarantined_in_postgres_and_duckdb(
+    stack_factory: Any, tmp_path: Path, pg_dsn: str, pg_schema: str, mysql_db: str
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "sales.csv").write_text(CSV)
+    duck = tmp_path / "out.duckdb"
+    pipelines = tmp_path / "pipelines"
+    write_pipeline(
+        pipelines,
+        PIPELINE.format(
+            data=data,
+            dsn=pg_dsn,
+            schema=pg_schema,
+            maria=mysql_db,
+            duck=duck,
+            duck_checked=tmp_path / "checked.duckdb",
+        ),
+        "r.yaml",
+    )
+    stack = stack_factory(pipelines)
+
+    run = wait_for_run(stack.url, trigger(stack.url, "ragged"))
+    assert run["status"] == "succeeded", run["tasks"]
+    units = {task["task_id"]: task["units"][0] for task in run["tasks"]}
+    assert units["to_pg"]["rows_loaded"] == 3  # the row without a name fails the check
+    assert units["to_pg"]["rows_rejected"] == 3
+    assert units["to_maria"]["rows_rejected"] == 3
+    assert units["to_duck"]["rows_loaded"] == 4
+    assert units["to_duck"]["rows_rejected"] == 2
+
+    table = f'"{pg_schema}"."sales"'
+    assert pg_query(pg_dsn, f"SELECT id FROM {table} ORDER BY id") == [(1,), (3,), (6,)]
+    rejected = pg_query(
+        pg_dsn,
+        f'SELECT _sluice_line, raw, _sluice_reason FROM "{pg_schema}"."sales__rejected" '
+        "WHERE _sluice_check = 'bad_row' ORDER BY _sluice_line",
+    )
+    assert rejected == BAD_ROWS
+    failed_check = pg_query(
+        pg_dsn,
+        f'SELECT _sluice_line, id, raw FROM "{pg_schema}"."sales__rejected" '
+        "WHERE _sluice_check <> 'bad_row'",
+    )
+    assert failed_check == [(6, "5", None)]  # the line after two ragged ones is still exact
+
+    assert my_query(mysql_db, "SELECT id FROM sales ORDER BY id") == [(1,), (3,), (6,)]
+    maria_rejected = my_query(
+        mysql_db,
+        "SELECT _sluice_line, raw, _sluice_reason, id FROM sales__rejected ORDER BY _sluice_line",
+    )
+    assert [tuple(row) for row in maria_rejected] == [
+        *((line, raw, reason, None) for line, raw, reason in BAD_ROWS),
+        (6, None, "name is null", "5"),
+    ]
+
+    with duckdb.connect(str(duck), read_only=True) as con:
+        assert con.execute("SELECT id FROM sales ORDER BY id").fetchall() == [
+            (1,),
+            (3,),
+            (5,),
+            (6,),
+        ]
+        got = con.execute(
+            "SELECT _sluice_line, raw, _sluice_reason, _sluice_check, _sluice_column "
+            "FROM sales__rejected ORDER BY _sluice_line"
+        ).fetchall()
+    assert got == [(line, raw, reason, "bad_row", None) for line, raw, reason in BAD_ROWS]
+    with duckdb.connect(str(tmp_path / "checked.duckdb"), read_only=True) as con:
+        got = con.execute(
+            "SELECT _sluice_line, raw, _sluice_check, id FROM sales__rejected ORDER BY _sluice_line"
+        ).fetchall()
+    assert got == [
+        (3, BAD_ROWS[0][1], "bad_row", None),
+        (5, BAD_ROWS[1][1], "bad_row", None),
+        (6, None, "not_null", "5"),
+    ]
