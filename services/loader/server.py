@@ -32,7 +32,7 @@ from services.common.spec.model import Destination, EtlTask
 from services.common.spec.render import SecretResolver
 from services.loader import metrics
 from services.loader.settings import LoaderSettings
-from services.loader.sinks import sink_for
+from services.loader.sinks import preload, sink_for
 from services.loader.sinks.base import LoadContext, UnitKey, UnitWriter, WriteCounts
 from services.loader.sinks.sql import strip_lineage
 
@@ -75,17 +75,26 @@ class LoaderService(loader_pb2_grpc.LoaderServicer):
                 table=task.destination.table or "",
             )
             started = time.perf_counter()
-            writer: UnitWriter = await asyncio.to_thread(sink.open_unit, ctx)
+            # The upstream starts reading (and planning the file's schema) while the
+            # destination connection, locks and ledger check are set up. Nothing is written
+            # before the ledger check, and HTTP/2 flow control holds back the first batches
+            # until they are consumed, so memory stays bounded.
+            call, peer = self._pull(request, task, context, trace_id)
+            try:
+                writer: UnitWriter = await asyncio.to_thread(sink.open_unit, ctx)
+            except BaseException:
+                call.cancel()
+                raise
             try:
                 if await asyncio.to_thread(writer.already_loaded):
+                    call.cancel()
                     await asyncio.to_thread(writer.abort)
                     metrics.UNITS.labels(*labels, "skipped").inc()
                     log.info("unit already in the ledger with this fingerprint: skipped")
                     return loader_pb2.LoadResponse(outcome=loader_pb2.LOAD_OUTCOME_SKIPPED)
-                response = await self._pull_and_write(
-                    request, task, writer, context, trace_id, labels
-                )
+                response = await self._write(call, peer, writer, labels)
             except BaseException:
+                call.cancel()
                 await asyncio.to_thread(writer.abort)
                 metrics.UNITS.labels(*labels, "failed").inc()
                 raise
@@ -106,15 +115,14 @@ class LoaderService(loader_pb2_grpc.LoaderServicer):
             )
             return response
 
-    async def _pull_and_write(
+    def _pull(
         self,
         request: data_pb2.UnitRequest,
         task: EtlTask,
-        writer: UnitWriter,
         context: grpc.aio.ServicerContext,
         trace_id: str | None,
-        labels: tuple[str, str, str],
-    ) -> loader_pb2.LoadResponse:
+    ) -> tuple[Any, str]:
+        """Start the unit's stream from the transformer (or the extractor when no steps)."""
         upstream: Any = self.transformer if task.transform else self.extractor
         peer = "transformer" if task.transform else "extractor"
         remaining = context.time_remaining()
@@ -123,6 +131,11 @@ class LoaderService(loader_pb2_grpc.LoaderServicer):
             metadata=call_metadata(request.run_id, trace_id),
             timeout=remaining if remaining else self.settings.transformer.deadline_seconds,
         )
+        return call, peer
+
+    async def _write(
+        self, call: Any, peer: str, writer: UnitWriter, labels: tuple[str, str, str]
+    ) -> loader_pb2.LoadResponse:
         counts = WriteCounts()
         rows_in = bytes_in = batches = 0
         async for message in stream(call, peer):
@@ -190,4 +203,5 @@ def register(settings: LoaderSettings, secrets: SecretResolver) -> Any:
 async def serve(settings: LoaderSettings, secrets: SecretResolver | None = None) -> RunningServer:
     """Start the loader's gRPC server (port 0 binds a free port)."""
     resolver = secrets or SecretResolver(os.environ, settings.secrets_dir)
+    preload()
     return await start_grpc_server("loader", settings.grpc, register(settings, resolver))
