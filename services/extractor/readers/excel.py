@@ -5,7 +5,8 @@ shared strings included) and hands rows to Python one at a time; rows are turned
 columns a batch at a time. Sheet rows keep their Excel number in ``_sluice_line`` so errors say
 "row 12" exactly as the user sees it. Title rows are skipped with ``skip_rows``/``header_row`` or
 cut away with ``cell_range``; empty rows are skipped. Error cells (``#DIV/0!``, ``#N/A``) become
-nulls and are counted in a warning.
+nulls; calamine cannot tell them from blank cells, so :mod:`.excel_errors` finds them in the file
+for a warning naming the sheet, the cells and the count.
 
 The unit's schema is inferred from the first batch of rows of the first sheet (numbers that are
 all whole become int64, else float64; dates, timestamps, booleans, else string), or unified over
@@ -32,6 +33,7 @@ from services.common.spec.source import SourceOptions
 from services.extractor.readers import schema as schemas
 from services.extractor.readers.base import BatchIterator, ReadLimits, rebatch
 from services.extractor.readers.delimited import dedupe
+from services.extractor.readers.excel_errors import find_error_cells
 
 log = logging.getLogger(__name__)
 SAMPLE_ROWS = 20_000
@@ -236,7 +238,7 @@ class ExcelReader:
                 yield from rebatch(batch, limits.batch_bytes)
             if options.max_rows is not None and rows >= options.max_rows:
                 break
-        if errors:
+        if not _warn_error_cells(Path(file), sheets) and errors:
             log.warning("%d error cells (#DIV/0!, #N/A, ...) read as null in %s", errors, file)
 
     def _plan(self, sheets: list[_Sheet], options: SourceOptions) -> pa.Schema:
@@ -289,6 +291,34 @@ class ExcelReader:
                 else _slow_column(column, field, sheet, numbers, (index or 0) + sheet.left, nulls)
             )
         return pa.RecordBatch.from_arrays(arrays, schema=schema), errors
+
+
+def _warn_error_cells(path: Path, sheets: list[_Sheet]) -> bool:
+    """Log the error cells of the cells read, per sheet; whether there were any."""
+    by_name = {sheet.name: sheet for sheet in sheets}
+
+    def wanted(name: str, row: int, col: int) -> bool:
+        sheet = by_name.get(name)
+        return (
+            sheet is not None
+            and row > sheet.header_row
+            and (sheet.bottom is None or row <= sheet.bottom)
+            and sheet.left <= col < sheet.left + sheet.width
+        )
+
+    found = find_error_cells(path, wanted)
+    for name, errors in found.items():
+        more = ", ..." if errors.count > len(errors.cells) else ""
+        log.warning(
+            "%d error cells (#DIV/0!, #N/A, ...) read as null in %s, sheet %r: %s%s",
+            errors.count,
+            path.name,
+            name,
+            ", ".join(errors.cells),
+            more,
+            extra={"sluice.cells.errors": errors.count, "sluice.sheet": name},
+        )
+    return bool(found)
 
 
 _OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
