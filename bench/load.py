@@ -13,6 +13,8 @@ Environment:
   SLUICE_BENCH_PG         PostgreSQL URI             (default postgresql://postgres@127.0.0.1:5432/test)
   SLUICE_BENCH_DIR        where the csv is generated (default bench/.data, reused between runs)
   SLUICE_BENCH_SKIP_TO_SQL=1  skip the slow pandas baseline
+  SLUICE_BENCH_ENV_<NAME>=<value>  passed to every service as <NAME>=<value> (tuning runs), e.g.
+                          SLUICE_BENCH_ENV_SLUICE_LIMITS__MAX_LINE_BYTES=8388608
 """
 
 from __future__ import annotations
@@ -41,6 +43,11 @@ ROWS = int(os.environ.get("SLUICE_BENCH_LOAD_ROWS", "2000000"))
 PG = os.environ.get("SLUICE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
 DATA_DIR = Path(os.environ.get("SLUICE_BENCH_DIR", ROOT / "bench" / ".data"))
 SKIP_TO_SQL = os.environ.get("SLUICE_BENCH_SKIP_TO_SQL") == "1"
+SERVICE_ENV = {
+    name.removeprefix("SLUICE_BENCH_ENV_"): value
+    for name, value in os.environ.items()
+    if name.startswith("SLUICE_BENCH_ENV_")
+}
 TARGET_COPY_RATIO = 0.8
 TARGET_TO_SQL_RATIO = 10.0
 TARGET_RSS_MB = 400
@@ -177,6 +184,7 @@ tasks:
         workdir=work,
         ports=Ports.free(),
         log_dir=Path("logs"),
+        extra_env=SERVICE_ENV,
     )
     stack = LocalStack(config)
     stack.start(timeout=120)
