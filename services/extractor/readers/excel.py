@@ -19,10 +19,11 @@ import datetime as dt
 import itertools
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import python_calamine as calamine
@@ -31,12 +32,13 @@ from services.common import lineage
 from services.common.errors import BadInput
 from services.common.spec.source import SourceOptions
 from services.extractor.readers import schema as schemas
-from services.extractor.readers.base import BatchIterator, ReadLimits, rebatch
+from services.extractor.readers.base import BatchIterator, ReadLimits, gc_paused, rebatch
 from services.extractor.readers.delimited import dedupe
 from services.extractor.readers.excel_errors import find_error_cells
 
 log = logging.getLogger(__name__)
 SAMPLE_ROWS = 20_000
+_ROW_BLOCK = 4096
 _ERRORS = {"#DIV/0!", "#N/A", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#NULL!", "#GETTING_DATA"}
 _MAX_SAFE_INT = 2**53
 
@@ -84,6 +86,8 @@ class _Sheet:
         self.left, self.right, self.bottom = left, right, bottom
         self.first_row = top + options.skip_rows
         self._sheet = sheet
+        self.saw_blank = False
+        """Whether a blank cell was read: error cells read as blanks, so only then look for them."""
         self.header: list[str] = []
         self.header_row = 0
         self.width = 0
@@ -106,21 +110,35 @@ class _Sheet:
         self.width = len(self.header)
 
     def rows(self) -> Iterator[tuple[int, list[Any]]]:
-        """Non-empty rows in the range with their sheet row numbers."""
+        """Non-empty rows in the range with their sheet row numbers.
+
+        Rows are filtered a block at a time and flattened by ``itertools.chain`` (C), so pulling
+        rows never resumes a Python generator per row.
+        """
+        return itertools.chain.from_iterable(self._row_blocks())
+
+    def _row_blocks(self) -> Iterator[list[tuple[int, list[Any]]]]:
         start_row, start_col = self._sheet.start or (0, 0)
         trim = start_col or self.left or self.right is not None
-        for offset, values in enumerate(self._sheet.iter_rows(), start=start_row + 1):
-            if offset < self.first_row:
-                continue
-            if self.bottom is not None and offset > self.bottom:
-                return
-            cells = values
+        first = start_row + 1
+        skip = max(0, self.first_row - first)
+        stop = None if self.bottom is None else max(skip, self.bottom - first + 1)
+        source = itertools.islice(self._sheet.iter_rows(), skip, stop)
+        number = first + skip
+        right = None if self.right is None else self.right + 1
+        while block := list(itertools.islice(source, _ROW_BLOCK)):
             if trim:
-                cells = ([""] * start_col + values)[
-                    self.left : None if self.right is None else self.right + 1
-                ]
-            if cells.count("") != len(cells):
-                yield offset, cells
+                pad = [""] * start_col
+                block = [(pad + values)[self.left : right] for values in block]
+            kept = [
+                (n, cells)
+                for n, cells in zip(range(number, number + len(block)), block, strict=True)
+                if cells.count("") != len(cells)
+            ]
+            if len(kept) != len(block):
+                self.saw_blank = True
+            number += len(block)
+            yield kept
 
     def sample(self) -> list[tuple[int, list[Any]]]:
         """The first data rows (kept: they are also the first rows streamed)."""
@@ -130,9 +148,9 @@ class _Sheet:
 
     def data_rows(self) -> Iterator[tuple[int, list[Any]]]:
         """Every data row once: the sample, then the rest of the sheet."""
-        yield from self.sample()
+        sample = self.sample()
         self._sample = []
-        yield from self._rows
+        return itertools.chain(sample, self._rows)
 
     def columns(self, rows: list[tuple[int, list[Any]]]) -> list[tuple[Any, ...]]:
         """Rows to columns (in C, via zip), short rows padded with empty cells."""
@@ -154,16 +172,22 @@ def _text(value: Any) -> str:
 def _infer(column: tuple[Any, ...], nulls: set[str]) -> pa.DataType:
     """The narrowest type of a sampled column (null-like strings ignored)."""
     kinds = set(map(type, column))
-    if str in kinds:
-        texts = {v for v in column if v.__class__ is str}
+    has_text = str in kinds
+    if has_text:
+        distinct = set(column)
+        texts = distinct if kinds == {str} else {v for v in distinct if v.__class__ is str}
         if texts - nulls:
             return pa.string()
         kinds.discard(str)
     if not kinds:
         return pa.string()
     if kinds <= {float, int}:
-        numbers = [v for v in column if v.__class__ is not str]
-        whole = all(float(v).is_integer() and abs(v) < _MAX_SAFE_INT for v in numbers)
+        numbers = [v for v in column if v.__class__ is not str] if has_text else column
+        try:
+            floats = np.asarray(numbers, dtype=np.float64)
+        except OverflowError:  # an int beyond float range
+            return pa.float64()
+        whole = bool(np.all(np.mod(floats, 1) == 0) and np.all(np.abs(floats) < _MAX_SAFE_INT))
         return pa.int64() if whole else pa.float64()
     if kinds == {bool}:
         return pa.bool_()
@@ -210,35 +234,32 @@ class ExcelReader:
         self, workbook: Any, options: SourceOptions, limits: ReadLimits, file: str
     ) -> Iterator[pa.RecordBatch]:
         all_sheets = options.sheet == "*"
-        sheets = [_Sheet(s, options, file) for s in self._sheets(workbook, options, file)]
-        sheets = [s for s in sheets if s.width]
-        if not sheets:
-            return
-        schema = self._plan(sheets, options)
+        with gc_paused():
+            sheets = [_Sheet(s, options, file) for s in self._sheets(workbook, options, file)]
+            sheets = [s for s in sheets if s.width]
+            if not sheets:
+                return
+            schema = self._plan(sheets, options)
         if all_sheets:
             schema = schema.append(pa.field(options.sheet_column, pa.string()))
         errors = 0
         rows = 0
         for sheet in sheets:
-            chunk: list[tuple[int, list[Any]]] = []
-            for row in sheet.data_rows():
-                chunk.append(row)
-                if len(chunk) >= SAMPLE_ROWS:
+            data_rows = sheet.data_rows()
+            while options.max_rows is None or rows < options.max_rows:
+                wanted = SAMPLE_ROWS
+                if options.max_rows is not None:
+                    wanted = min(wanted, options.max_rows - rows)
+                with gc_paused():
+                    chunk = list(itertools.islice(data_rows, wanted))
+                    if not chunk:
+                        break
                     batch, bad = self._batch(chunk, sheet, schema, options, all_sheets)
-                    errors += bad
-                    rows += batch.num_rows
-                    yield from rebatch(batch, limits.batch_bytes)
-                    chunk = []
-                if options.max_rows is not None and rows + len(chunk) >= options.max_rows:
-                    break
-            if chunk:
-                batch, bad = self._batch(chunk, sheet, schema, options, all_sheets)
                 errors += bad
                 rows += batch.num_rows
                 yield from rebatch(batch, limits.batch_bytes)
-            if options.max_rows is not None and rows >= options.max_rows:
-                break
-        if not _warn_error_cells(Path(file), sheets) and errors:
+        scanned = any(s.saw_blank for s in sheets) and _warn_error_cells(Path(file), sheets)
+        if not scanned and errors:
             log.warning("%d error cells (#DIV/0!, #N/A, ...) read as null in %s", errors, file)
 
     def _plan(self, sheets: list[_Sheet], options: SourceOptions) -> pa.Schema:
@@ -263,12 +284,12 @@ class ExcelReader:
     ) -> tuple[pa.RecordBatch, int]:
         nulls = set(schemas.null_values(options))
         positions = {name: i for i, name in enumerate(sheet.header)}
-        numbers = [n for n, _ in chunk]
+        numbers, cells = zip(*chunk, strict=True)  # in C, like the rows to columns below
         width = len(sheet.header)
-        # Rows to columns in C (zip), padding short rows; then one Arrow conversion per column.
-        columns = list(
-            zip(*((row + [""] * (width - len(row)))[:width] for _, row in chunk), strict=True)
-        )
+        if set(map(len, cells)) != {width}:  # pad short rows, cut cells past the header
+            cells = tuple((row + [""] * (width - len(row)))[:width] for row in cells)
+        # Rows to columns in C (zip); then one Arrow conversion per column.
+        columns = list(zip(*cells, strict=True))
         arrays = []
         errors = 0
         for field in schema:
@@ -280,11 +301,14 @@ class ExcelReader:
                 continue
             index = positions.get(field.name)
             column = columns[index] if index is not None and index < len(columns) else ()
+            blank = "" in column  # C-speed scans, as are the Arrow conversions
+            sheet.saw_blank = sheet.saw_blank or blank
             bad_cells = 0
-            if not _ERRORS.isdisjoint(column):  # a C-speed scan; count only when there are any
+            # Error texts ("#N/A" typed as text) can only pass the fast path of a string column.
+            if field.type == pa.string() and not _ERRORS.isdisjoint(column):
                 bad_cells = sum(1 for v in column if v.__class__ is str and v in _ERRORS)
             errors += bad_cells
-            fast = None if bad_cells else _fast_column(column, field.type, nulls, len(chunk))
+            fast = None if bad_cells else _fast_column(column, field.type, nulls, len(chunk), blank)
             arrays.append(
                 fast
                 if fast is not None
@@ -333,12 +357,12 @@ def _encrypted(path: Path) -> bool:
 
 
 def _fast_column(
-    column: tuple[Any, ...], kind: pa.DataType, nulls: set[str], rows: int
+    column: tuple[Any, ...], kind: pa.DataType, nulls: set[str], rows: int, blank: bool
 ) -> pa.Array | None:
     """The column converted by Arrow in one call, or None when a cell needs the careful path."""
     if not column:
         return pa.nulls(rows, kind)
-    values = [None if v == "" else v for v in column] if "" in column else list(column)
+    values = [None if v == "" else v for v in column] if blank else column
     try:
         if kind == pa.int64():
             return pc.cast(pa.array(values, pa.float64()), pa.int64())  # safe: whole numbers only
@@ -352,13 +376,13 @@ def _fast_column(
         return None
     if kind == pa.string() and nulls and pc.any(pc.is_in(array, pa.array(list(nulls)))).as_py():
         return None
-    if kind == pa.date32() and any(isinstance(v, dt.datetime) for v in values):
+    if kind == pa.date32() and dt.datetime in set(map(type, values)):
         return None  # a datetime with a time of day must not be truncated silently
     return array
 
 
 def _slow_column(
-    column: tuple[Any, ...], field: pa.Field, sheet: _Sheet, numbers: list[int], col: int,
+    column: tuple[Any, ...], field: pa.Field, sheet: _Sheet, numbers: Sequence[int], col: int,
     nulls: set[str],
 ) -> pa.Array:  # fmt: skip
     values = [
