@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import logging
+import operator
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -130,13 +131,18 @@ class _Sheet:
             if trim:
                 pad = [""] * start_col
                 block = [(pad + values)[self.left : right] for values in block]
-            kept = [
-                (n, cells)
-                for n, cells in zip(range(number, number + len(block)), block, strict=True)
-                if cells.count("") != len(cells)
-            ]
-            if len(kept) != len(block):
+            numbers = range(number, number + len(block))
+            # Blank-row test with C-level maps; the Python filter runs only when there are any.
+            blanks = map(operator.eq, map(list.count, block, itertools.repeat("")), map(len, block))
+            if any(blanks):
                 self.saw_blank = True
+                kept = [
+                    (n, cells)
+                    for n, cells in zip(numbers, block, strict=True)
+                    if cells.count("") != len(cells)
+                ]
+            else:
+                kept = list(zip(numbers, block, strict=True))
             number += len(block)
             yield kept
 
