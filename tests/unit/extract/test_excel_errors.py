@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import re
 import zipfile
@@ -150,3 +151,22 @@ def test_a_workbook_without_errors_logs_nothing(
     with caplog.at_level(logging.WARNING):
         read_table(tmp_path / "ok.xlsx")
     assert warnings(caplog) == []
+
+
+def test_xls_blank_cells_without_errors_log_nothing_and_gc_stays_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    wb = xlwt.Workbook()
+    sheet = wb.add_sheet("S")
+    sheet.write(0, 0, "a")
+    sheet.write(0, 1, "b")
+    for row in range(1, 50):
+        sheet.write(row, 0, row)
+        if row % 2:
+            sheet.write(row, 1, True)  # a BOOLERR record that is not an error
+    wb.save(str(tmp_path / "blank.xls"))
+    with caplog.at_level(logging.WARNING):
+        table = read_table(tmp_path / "blank.xls")
+    assert table.column("b").null_count == 24
+    assert warnings(caplog) == []
+    assert gc.isenabled()
