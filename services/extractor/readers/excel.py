@@ -34,6 +34,7 @@ from services.common.errors import BadInput
 from services.common.spec.source import SourceOptions
 from services.extractor.readers import schema as schemas
 from services.extractor.readers.base import BatchIterator, ReadLimits, gc_paused, rebatch
+from services.extractor.readers.cells import column_index, column_letters
 from services.extractor.readers.delimited import dedupe
 from services.extractor.readers.excel_errors import find_error_cells
 
@@ -42,23 +43,6 @@ SAMPLE_ROWS = 20_000
 _ROW_BLOCK = 4096
 _ERRORS = {"#DIV/0!", "#N/A", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#NULL!", "#GETTING_DATA"}
 _MAX_SAFE_INT = 2**53
-
-
-def column_index(letters: str) -> int:
-    """0-based index of an Excel column name (A -> 0, AA -> 26)."""
-    index = 0
-    for char in letters.upper():
-        index = index * 26 + ord(char) - ord("A") + 1
-    return index - 1
-
-
-def column_letters(index: int) -> str:
-    letters = ""
-    index += 1
-    while index:
-        index, rest = divmod(index - 1, 26)
-        letters = chr(ord("A") + rest) + letters
-    return letters
 
 
 def parse_range(text: str) -> tuple[int, int, int | None, int | None]:

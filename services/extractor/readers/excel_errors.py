@@ -32,6 +32,8 @@ from typing import IO
 
 import olefile  # type: ignore[import-untyped]
 
+from services.extractor.readers.cells import cell_position, column_letters
+
 MAX_NAMED = 5
 """Cells named in the warning per sheet; the count covers all of them."""
 _CHUNK = 1024 * 1024
@@ -91,24 +93,6 @@ def find_error_cells(path: Path, wanted: Wanted) -> dict[str, SheetErrors]:
     except (OSError, zipfile.BadZipFile, KeyError, ValueError, struct.error):
         return {}
     return {name: errors for name, errors in found.items() if errors.count}
-
-
-def cell_position(ref: str) -> tuple[int, int]:
-    """``B7`` -> (7, 1): 1-based row, 0-based column."""
-    letters = ref.rstrip("0123456789")
-    index = 0
-    for char in letters:
-        index = index * 26 + ord(char) - ord("A") + 1
-    return int(ref[len(letters) :]), index - 1
-
-
-def column_letters(index: int) -> str:
-    letters = ""
-    index += 1
-    while index:
-        index, rest = divmod(index - 1, 26)
-        letters = chr(ord("A") + rest) + letters
-    return letters
 
 
 # xlsx ------------------------------------------------------------------------------------------
