@@ -15,7 +15,7 @@ import csv
 import io
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -160,18 +160,37 @@ class DelimitedReader:
                 # pyarrow converts the planned types itself (in parallel, no extra pass): the
                 # fast path. If the first block still does not fit (e.g. padded numbers),
                 # nothing has been emitted yet, so fall back to strings plus our converter.
-                batches = self._typed(*open_reader(native), schema, header_lines, options)
+                line_field = schema.field(lineage.LINE)
+
+                def with_lines(raw: pa.RecordBatch, lines: pa.Array, _rows: int) -> pa.RecordBatch:
+                    return raw.append_column(line_field, lines)
+
                 emitted = False
                 try:
-                    for batch in batches:
+                    for batch in self._batches(
+                        *open_reader(native), header_lines, options, limits, with_lines
+                    ):
                         emitted = True
-                        yield from rebatch(batch, limits.batch_bytes)
+                        yield batch
                     return
                 except pa.ArrowInvalid as exc:
                     if emitted or "conversion error" not in str(exc):
                         raise
-            yield from self._converted(
-                *open_reader(strings), schema, header_lines, options, limits, file
+            plan = schema
+
+            def converted(raw: pa.RecordBatch, lines: pa.Array, rows: int) -> pa.RecordBatch:
+                nonlocal plan
+                try:
+                    return schemas.convert(raw, plan, lines, options, file=file)
+                except BadInput:
+                    if rows:
+                        raise
+                    # Still the first batch, nothing emitted: widen the plan to all of it.
+                    plan, batch = schemas.plan_and_convert(raw, lines, options, file=file)
+                    return batch
+
+            yield from self._batches(
+                *open_reader(strings), header_lines, options, limits, converted
             )
         except pa.ArrowInvalid as exc:
             if "Empty CSV file" in str(exc):
@@ -233,40 +252,17 @@ class DelimitedReader:
             return None
         return schemas.plan_schema(batch, options)
 
-    def _typed(
+    def _batches(
         self,
         reader: pacsv.CSVStreamingReader,
         bad: BadRows,
-        schema: pa.Schema,
-        header_lines: int,
-        options: SourceOptions,
-    ) -> Iterator[pa.RecordBatch]:
-        next_line = header_lines + 1
-        rows = 0
-        for typed in reader:
-            if typed.num_rows == 0:
-                continue
-            if options.max_rows is not None and rows + typed.num_rows > options.max_rows:
-                typed = typed.slice(0, options.max_rows - rows)
-            lines, next_line = _line_numbers(typed, next_line, bad)
-            batch = typed.append_column(schema.field(lineage.LINE), lines)
-            rows += batch.num_rows
-            yield batch
-            yield from _rejected(bad, next_line)
-            if options.max_rows is not None and rows >= options.max_rows:
-                return
-        yield from _rejected(bad, next_line, final=True)
-
-    def _converted(
-        self,
-        reader: pacsv.CSVStreamingReader,
-        bad: BadRows,
-        schema: pa.Schema,
         header_lines: int,
         options: SourceOptions,
         limits: ReadLimits,
-        file: str,
+        to_batch: Callable[[pa.RecordBatch, pa.Array, int], pa.RecordBatch],
     ) -> Iterator[pa.RecordBatch]:
+        """The unit's batches: ``to_batch(block, lines, rows so far)`` types each block read
+        and adds its lines; the rows set aside so far follow each batch."""
         next_line = header_lines + 1
         rows = 0
         for raw in reader:
@@ -275,13 +271,7 @@ class DelimitedReader:
             if options.max_rows is not None and rows + raw.num_rows > options.max_rows:
                 raw = raw.slice(0, options.max_rows - rows)
             lines, next_line = _line_numbers(raw, next_line, bad)
-            try:
-                batch = schemas.convert(raw, schema, lines, options, file=file)
-            except BadInput:
-                if rows:
-                    raise
-                # Still the first batch, nothing emitted: widen the plan to all of it.
-                schema, batch = schemas.plan_and_convert(raw, lines, options, file=file)
+            batch = to_batch(raw, lines, rows)
             rows += batch.num_rows
             yield from rebatch(batch, limits.batch_bytes)
             yield from _rejected(bad, next_line)
