@@ -225,25 +225,23 @@ class Store:
             rows = session.execute(query.order_by(Run.created_at, Run.id).limit(limit)).all()
         return [(r[0], r[1]) for r in rows]
 
-    def running_counts(self) -> dict[str, int]:
-        """Runs in state running, per pipeline."""
+    def _counts(self, status: str) -> dict[str, int]:
+        """Runs in state ``status``, per pipeline."""
         with self.session() as session:
             rows = session.execute(
                 select(Run.pipeline, func.count())
-                .where(Run.status == "running")
+                .where(Run.status == status)
                 .group_by(Run.pipeline)
             ).all()
         return {r[0]: int(r[1]) for r in rows}
 
+    def running_counts(self) -> dict[str, int]:
+        """Runs in state running, per pipeline."""
+        return self._counts("running")
+
     def queued_counts(self) -> dict[str, int]:
         """Runs in state queued, per pipeline (for the queued-runs metric)."""
-        with self.session() as session:
-            rows = session.execute(
-                select(Run.pipeline, func.count())
-                .where(Run.status == "queued")
-                .group_by(Run.pipeline)
-            ).all()
-        return {r[0]: int(r[1]) for r in rows}
+        return self._counts("queued")
 
     def claim_run(self, run_id: str, owner: str) -> bool:
         """Move a queued run to running, owned by ``owner``; False when someone else won."""
