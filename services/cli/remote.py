@@ -75,8 +75,10 @@ def _add_connection_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the raw JSON reply")
 
 
-def _connect(ns: argparse.Namespace) -> httpx.Client:
-    return open_client(resolve_url(ns), resolve_token(ns))
+def _request(ns: argparse.Namespace, method: str, path: str, **kwargs: Any) -> Any:
+    """One API call on the orchestrator and token that ``ns`` (or the environment) names."""
+    with open_client(resolve_url(ns), resolve_token(ns)) as client:
+        return api_call(client, method, path, **kwargs)
 
 
 def _short_time(value: str | None) -> str:
@@ -88,10 +90,7 @@ def cmd_trigger(ns: argparse.Namespace) -> int:
     if ns.logical_date:
         body["logical_date"] = ns.logical_date
     headers = {"Idempotency-Key": ns.idempotency_key} if ns.idempotency_key else {}
-    with _connect(ns) as client:
-        reply = api_call(
-            client, "POST", f"/api/v1/pipelines/{ns.name}/runs", json=body, headers=headers
-        )
+    reply = _request(ns, "POST", f"/api/v1/pipelines/{ns.name}/runs", json=body, headers=headers)
     if ns.json:
         print(json.dumps(reply, indent=2))
     else:
@@ -106,8 +105,7 @@ def cmd_runs(ns: argparse.Namespace) -> int:
         query["pipeline"] = ns.pipeline
     if ns.status:
         query["status"] = ns.status
-    with _connect(ns) as client:
-        reply = api_call(client, "GET", "/api/v1/runs", params=query)
+    reply = _request(ns, "GET", "/api/v1/runs", params=query)
     if ns.json:
         print(json.dumps(reply, indent=2))
         return 0
@@ -142,8 +140,7 @@ def print_run(run: dict[str, Any]) -> None:
 
 
 def cmd_status(ns: argparse.Namespace) -> int:
-    with _connect(ns) as client:
-        run = api_call(client, "GET", f"/api/v1/runs/{ns.run_id}")
+    run = _request(ns, "GET", f"/api/v1/runs/{ns.run_id}")
     if ns.json:
         print(json.dumps(run, indent=2))
     else:
@@ -152,8 +149,7 @@ def cmd_status(ns: argparse.Namespace) -> int:
 
 
 def cmd_cancel(ns: argparse.Namespace) -> int:
-    with _connect(ns) as client:
-        run = api_call(client, "POST", f"/api/v1/runs/{ns.run_id}/cancel")
+    run = _request(ns, "POST", f"/api/v1/runs/{ns.run_id}/cancel")
     if ns.json:
         print(json.dumps(run, indent=2))
     elif run["status"] == "cancelled":
@@ -164,8 +160,7 @@ def cmd_cancel(ns: argparse.Namespace) -> int:
 
 
 def cmd_retry(ns: argparse.Namespace) -> int:
-    with _connect(ns) as client:
-        run = api_call(client, "POST", f"/api/v1/runs/{ns.run_id}/retry")
+    run = _request(ns, "POST", f"/api/v1/runs/{ns.run_id}/retry")
     if ns.json:
         print(json.dumps(run, indent=2))
     else:
