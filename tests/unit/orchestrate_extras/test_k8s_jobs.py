@@ -91,6 +91,12 @@ def container(state: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def backoff_limit_exceeded(failed: int, message: str = "x") -> dict[str, Any]:
+    """A Job status after its pods failed ``failed`` times and the controller gave up."""
+    condition = {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}
+    return {"failed": failed, "conditions": [{**condition, "message": message}]}
+
+
 @pytest.fixture
 def cluster() -> Iterator[tuple[FakeCluster, k8s.ApiClient]]:
     fake = FakeCluster()
@@ -195,19 +201,7 @@ def test_oom_killed_is_terminal_with_reason_and_logs(
     cluster: tuple[FakeCluster, k8s.ApiClient],
 ) -> None:
     fake, api = cluster
-    fake.job_statuses = [
-        {
-            "failed": 3,
-            "conditions": [
-                {
-                    "type": "Failed",
-                    "status": "True",
-                    "reason": "BackoffLimitExceeded",
-                    "message": "Job has reached the specified backoff limit",
-                }
-            ],
-        }
-    ]
+    fake.job_statuses = [backoff_limit_exceeded(3, "Job has reached the specified backoff limit")]
     fake.pod_status = {
         "containerStatuses": [container({"terminated": {"exitCode": 137, "reason": "OOMKilled"}})]
     }
@@ -247,19 +241,7 @@ def test_eviction_is_transient_and_carries_the_event(
     cluster: tuple[FakeCluster, k8s.ApiClient],
 ) -> None:
     fake, api = cluster
-    fake.job_statuses = [
-        {
-            "failed": 1,
-            "conditions": [
-                {
-                    "type": "Failed",
-                    "status": "True",
-                    "reason": "BackoffLimitExceeded",
-                    "message": "x",
-                }
-            ],
-        }
-    ]
+    fake.job_statuses = [backoff_limit_exceeded(1)]
     fake.pod_status = {
         "phase": "Failed",
         "reason": "Evicted",
@@ -276,19 +258,7 @@ def test_eviction_is_transient_and_carries_the_event(
 
 def test_exit_75_is_transient(cluster: tuple[FakeCluster, k8s.ApiClient]) -> None:
     fake, api = cluster
-    fake.job_statuses = [
-        {
-            "failed": 1,
-            "conditions": [
-                {
-                    "type": "Failed",
-                    "status": "True",
-                    "reason": "BackoffLimitExceeded",
-                    "message": "x",
-                }
-            ],
-        }
-    ]
+    fake.job_statuses = [backoff_limit_exceeded(1)]
     fake.pod_status = {"containerStatuses": [container({"terminated": {"exitCode": 75}})]}
     with pytest.raises(JobTransientFailure, match="exit 75"):
         run(api)
