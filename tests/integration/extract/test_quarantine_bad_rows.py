@@ -26,50 +26,26 @@ id,name,amount
 6,zeta,6.5
 """
 
-PIPELINE = """\
-name: ragged
-tasks:
-  - id: to_pg
-    source:
-      uri: file://{data}/sales.csv
-      options: {{on_bad_row: quarantine}}
+CHECKED = """\
     transform:
-      - check: {{not_null: [name]}}
+      - check: {not_null: [name]}
         on_fail: quarantine
         max_reject_ratio: 0.9
-    destination:
-      uri: {dsn}
-      table: {schema}.sales
-  - id: to_maria
-    source:
-      uri: file://{data}/sales.csv
-      options: {{on_bad_row: quarantine}}
-    transform:
-      - check: {{not_null: [name]}}
-        on_fail: quarantine
-        max_reject_ratio: 0.9
-    destination:
-      uri: mysql://root@127.0.0.1:3306/{maria}
-      table: sales
-  - id: to_duck
-    source:
-      uri: file://{data}/sales.csv
-      options: {{on_bad_row: quarantine}}
-    destination:
-      uri: duckdb:///{duck}
-      table: sales
-  - id: to_duck_checked
-    source:
-      uri: file://{data}/sales.csv
-      options: {{on_bad_row: quarantine}}
-    transform:
-      - check: {{not_null: [name]}}
-        on_fail: quarantine
-        max_reject_ratio: 0.9
-    destination:
-      uri: duckdb:///{duck_checked}
-      table: sales
 """
+
+
+def ragged_task(task_id: str, data: Path, uri: str, table: str, *, checked: bool) -> str:
+    """A task reading the ragged csv with ``on_bad_row: quarantine`` into ``table`` at ``uri``;
+    ``checked`` adds a not_null check on name that quarantines too."""
+    return (
+        f"  - id: {task_id}\n"
+        "    source:\n"
+        f"      uri: file://{data}/sales.csv\n"
+        "      options: {on_bad_row: quarantine}\n"
+        + (CHECKED if checked else "")
+        + f"    destination:\n      uri: {uri}\n      table: {table}\n"
+    )
+
 
 BAD_ROWS = [
     (3, "2,beta,2.5,surplus", "expected 3 fields, found 4 (too many)"),
@@ -85,18 +61,21 @@ def test_ragged_lines_are_quarantined_in_postgres_and_duckdb(
     (data / "sales.csv").write_text(CSV)
     duck = tmp_path / "out.duckdb"
     pipelines = tmp_path / "pipelines"
-    write_pipeline(
-        pipelines,
-        PIPELINE.format(
-            data=data,
-            dsn=pg_dsn,
-            schema=pg_schema,
-            maria=mysql_db,
-            duck=duck,
-            duck_checked=tmp_path / "checked.duckdb",
+    tasks = [
+        ragged_task("to_pg", data, pg_dsn, f"{pg_schema}.sales", checked=True),
+        ragged_task(
+            "to_maria", data, f"mysql://root@127.0.0.1:3306/{mysql_db}", "sales", checked=True
         ),
-        "r.yaml",
-    )
+        ragged_task("to_duck", data, f"duckdb:///{duck}", "sales", checked=False),
+        ragged_task(
+            "to_duck_checked",
+            data,
+            f"duckdb:///{tmp_path / 'checked.duckdb'}",
+            "sales",
+            checked=True,
+        ),
+    ]
+    write_pipeline(pipelines, "name: ragged\ntasks:\n" + "".join(tasks), "r.yaml")
     stack = stack_factory(pipelines)
 
     run = wait_for_run(stack.url, trigger(stack.url, "ragged"))
