@@ -155,10 +155,7 @@ def raw_calamine(path: Path) -> int:
 
 def sluice_reader(path: Path) -> int:
     limits = ReadLimits()
-    return sum(
-        b.num_rows
-        for b in read_batches(path, "auto", SourceOptions(), limits.batch_bytes, limits=limits)
-    )
+    return sum(b.num_rows for b in read_batches(path, "auto", SourceOptions(), limits))
 
 
 def free_port() -> int:

@@ -130,9 +130,7 @@ class ExtractorService(extractor_pb2_grpc.ExtractorServicer):
             )
             path, fmt, label = opened
             try:
-                batches = await asyncio.to_thread(
-                    read_batches, path, fmt, source.options, limits.batch_bytes, limits=limits
-                )
+                batches = await asyncio.to_thread(read_batches, path, fmt, source.options, limits)
                 while True:
                     started = time.perf_counter()
                     # Readers block (file I/O, parsing); keep the event loop free for others.

@@ -117,12 +117,10 @@ def read_batches(
     path: Path,
     fmt: str,
     options: SourceOptions,
-    batch_bytes: int,
-    *,
     limits: ReadLimits | None = None,
 ) -> BatchIterator:
     """Record batches of the local file ``path`` read as ``fmt`` (``auto``: detected)."""
-    limits = limits or ReadLimits(batch_bytes=batch_bytes)
+    limits = limits or ReadLimits()
     if fmt == "auto" or (fmt == "txt" and options.columns):
         fmt = detect_format(path, "auto", options)
     reader = _READERS.get(fmt)

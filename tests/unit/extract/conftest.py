@@ -19,7 +19,7 @@ def read_table(
     """Every batch of ``path`` as one table; asserts the unit kept one schema."""
     source = Source(uri=path.as_uri(), format=fmt, options=options)  # type: ignore[arg-type]
     limits = ReadLimits(batch_bytes=batch_bytes, max_line_bytes=batch_bytes)
-    batches = list(read_batches(path, fmt, source.options, batch_bytes, limits=limits))
+    batches = list(read_batches(path, fmt, source.options, limits))
     if not batches:
         return pa.table({})
     schemas = {b.schema for b in batches}
@@ -36,6 +36,6 @@ def pull_units(
     tables = {}
     for unit in discover(source, settings):
         with materialize(unit.uri, unit.member, unit.format, source, settings) as (path, fmt, _):
-            batches = list(read_batches(path, fmt, source.options, 1 << 20))
+            batches = list(read_batches(path, fmt, source.options, ReadLimits(batch_bytes=1 << 20)))
         tables[unit.id] = pa.Table.from_batches(batches) if batches else pa.table({})
     return tables

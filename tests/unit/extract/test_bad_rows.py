@@ -17,7 +17,7 @@ def split_read(path: Path, batch_bytes: int = 1 << 20, **options: Any) -> tuple[
     """(good rows, quarantined rows) of ``path``, each concatenated into a table."""
     source = Source(uri=path.as_uri(), options=options)
     limits = ReadLimits(batch_bytes=batch_bytes, max_line_bytes=max(batch_bytes, 64 * 1024))
-    batches = list(read_batches(path, "auto", source.options, batch_bytes, limits=limits))
+    batches = list(read_batches(path, "auto", source.options, limits))
     good = [b for b in batches if not is_rejected(b)]
     bad = [b for b in batches if is_rejected(b)]
     return pa.Table.from_batches(good), (
