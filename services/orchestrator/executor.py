@@ -271,24 +271,23 @@ class RunExecutor:
                 await self._notify_run_finished(run_id)
 
     async def _notify_run_finished(self, run_id: str) -> None:
-        if not self.on_run_finished:
-            return
-        run = await asyncio.to_thread(self.store.get_run, run_id)
-        for listener in self.on_run_finished:
-            try:
-                await listener(run)
-            except Exception:
-                log.exception("run-finished hook %r failed", listener)
+        await self._notify(self.on_run_finished, run_id)
 
     async def _notify_task_finished(self, run_id: str, task_id: str) -> None:
-        if not self.on_task_finished:
+        await self._notify(self.on_task_finished, run_id, task_id)
+
+    async def _notify(
+        self, listeners: list[RunListener] | list[TaskListener], run_id: str, *args: str
+    ) -> None:
+        """Call each hook with the run as stored now; a failing hook is logged, never fatal."""
+        if not listeners:
             return
         run = await asyncio.to_thread(self.store.get_run, run_id)
-        for listener in self.on_task_finished:
+        for listener in listeners:
             try:
-                await listener(run, task_id)
+                await listener(run, *args)
             except Exception:
-                log.exception("task-finished hook %r failed", listener)
+                log.exception("lifecycle hook %r failed", listener)
 
     def _first_unit_started(self, run_id: str, pipeline: str) -> None:
         """Observe trigger -> first unit of work (a unit load, a job, a SQL statement) once."""
