@@ -7,7 +7,6 @@ integration tests, so all of them exercise the same processes a user runs.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import signal
@@ -23,6 +22,8 @@ from typing import IO
 import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.orchestrator.auth import hash_token
 
 SERVICES = ("extractor", "transformer", "loader", "orchestrator")
 
@@ -129,8 +130,7 @@ class LocalStack:
     def _auth_env(self) -> dict[str, str]:
         if self.config.token is None:
             return {"SLUICE_AUTH__DISABLED": "true"}
-        digest = hashlib.sha256(self.config.token.encode()).hexdigest()
-        tokens = [{"name": "local", "sha256": digest, "role": "operator"}]
+        tokens = [{"name": "local", "sha256": hash_token(self.config.token), "role": "operator"}]
         return {"SLUICE_AUTH__TOKENS": json.dumps(tokens)}
 
     def log_path(self, service: str) -> Path:
