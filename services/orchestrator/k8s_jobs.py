@@ -215,10 +215,9 @@ class KubernetesJobRunner:
                 (c for c in (status.conditions or []) if c.type == "Failed" and c.status == "True"),
                 None,
             )
-            if (status.succeeded or 0) >= 1:
-                report = await asyncio.to_thread(self._pod_report, name)
-                return await asyncio.to_thread(self._logs, report.last_pod)
             report = await asyncio.to_thread(self._pod_report, name)
+            if (status.succeeded or 0) >= 1:
+                return await asyncio.to_thread(self._logs, report.last_pod)
             why = report.stuck
             if failed_condition is not None:
                 why = f"{failed_condition.reason}: {failed_condition.message}"
