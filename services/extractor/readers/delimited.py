@@ -39,6 +39,7 @@ from services.extractor.readers.text import (
     detect_encoding,
     pyarrow_encoding,
     sample_text,
+    undecodable,
 )
 
 log = logging.getLogger(__name__)
@@ -197,10 +198,7 @@ class DelimitedReader:
                 return
             raise self._explain(path, exc, encoding, delimiter, options, limits) from None
         except UnicodeDecodeError as exc:
-            raise BadInput(
-                f"not valid {encoding} text ({exc.reason}); set source.options.encoding",
-                file=file,
-            ) from None
+            raise undecodable(path, encoding, exc) from None
         finally:
             _report_bad_rows(bad_rows[0], path)
 

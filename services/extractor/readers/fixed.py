@@ -19,7 +19,7 @@ from services.common.errors import BadInput
 from services.common.spec.source import FixedColumn, SourceOptions
 from services.extractor.readers import schema as schemas
 from services.extractor.readers.base import BatchIterator, ReadLimits, rebatch
-from services.extractor.readers.text import detect_encoding, pyarrow_encoding
+from services.extractor.readers.text import detect_encoding, pyarrow_encoding, undecodable
 
 _LINE = "line"
 
@@ -46,26 +46,27 @@ class FixedWidthReader:
         limits: ReadLimits,
     ) -> Iterator[pa.RecordBatch]:
         header_lines = options.skip_rows + (1 if options.header else 0)
-        reader = pacsv.open_csv(
-            path,
-            read_options=pacsv.ReadOptions(
-                block_size=limits.block_bytes,
-                skip_rows=header_lines,
-                column_names=[_LINE],
-                encoding=pyarrow_encoding(encoding),
-            ),
-            parse_options=pacsv.ParseOptions(
-                delimiter="\x1f", quote_char=False, ignore_empty_lines=False
-            ),
-            convert_options=pacsv.ConvertOptions(
-                column_types={_LINE: pa.string()}, strings_can_be_null=False
-            ),
-        )
         nulls = pa.array(schemas.null_values(options), pa.string())
         schema: pa.Schema | None = None
         next_line = header_lines + 1
         rows = 0
         try:
+            # pyarrow reads the first block on opening: its decoding errors surface here.
+            reader = pacsv.open_csv(
+                path,
+                read_options=pacsv.ReadOptions(
+                    block_size=limits.block_bytes,
+                    skip_rows=header_lines,
+                    column_names=[_LINE],
+                    encoding=pyarrow_encoding(encoding),
+                ),
+                parse_options=pacsv.ParseOptions(
+                    delimiter="\x1f", quote_char=False, ignore_empty_lines=False
+                ),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={_LINE: pa.string()}, strings_can_be_null=False
+                ),
+            )
             for block in reader:
                 text = pc.utf8_rtrim(block.column(0), characters="\r")
                 lines = pa.array(range(next_line, next_line + len(text)), pa.int64())
@@ -98,7 +99,4 @@ class FixedWidthReader:
                 return
             raise BadInput(f"cannot read fixed-width text: {exc}", file=str(path)) from None
         except UnicodeDecodeError as exc:
-            raise BadInput(
-                f"not valid {encoding} text ({exc.reason}); set source.options.encoding",
-                file=str(path),
-            ) from None
+            raise undecodable(path, encoding, exc) from None

@@ -66,6 +66,13 @@ def sample_text(path: Path, encoding: str, size: int = SAMPLE_BYTES) -> str:
         ) from None
 
 
+def undecodable(path: Path, encoding: str, exc: UnicodeDecodeError) -> BadInput:
+    """The error for text that is not in the encoding it is read with, met while streaming."""
+    return BadInput(
+        f"not valid {encoding} text ({exc.reason}); set source.options.encoding", file=str(path)
+    )
+
+
 def pyarrow_encoding(encoding: str) -> str:
     """pyarrow reads utf-8 natively (BOM included); other codecs are transcoded by Python."""
     return "utf8" if encoding in ("utf-8", "utf-8-sig") else encoding

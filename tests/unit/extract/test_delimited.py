@@ -211,6 +211,13 @@ def test_fixed_width_without_layout_is_an_error(tmp_path: Path) -> None:
         read_table(write(tmp_path / "fw.dat", "x\n"), fmt="fixed")
 
 
+def test_fixed_width_in_the_wrong_encoding_names_it(tmp_path: Path) -> None:
+    path = write(tmp_path / "fw.txt", "ID NAME\n001 café\n", "latin-1")
+    columns = [{"name": "id", "start": 1, "width": 3}, {"name": "name", "start": 5, "width": 4}]
+    with pytest.raises(BadInput, match=r"not valid ascii text .*source.options.encoding"):
+        read_table(path, fmt="fixed", encoding="ascii", columns=columns)
+
+
 def test_max_rows_limits_a_unit(tmp_path: Path) -> None:
     path = write(tmp_path / "m.csv", "a\n" + "\n".join(map(str, range(100))) + "\n")
     assert read_table(path, max_rows=10).num_rows == 10
