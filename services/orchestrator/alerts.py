@@ -338,7 +338,7 @@ class AlertMonitor:
         key = (pipeline.name, "freshness", midnight.date().isoformat())
         if key in self.sent:
             return
-        loaded = await asyncio.to_thread(self._units_loaded_since, pipeline.name, midnight)
+        loaded = await asyncio.to_thread(self.store.units_loaded_since, pipeline.name, midnight)
         if loaded:
             return
         alert = Alert(
@@ -352,17 +352,6 @@ class AlertMonitor:
             url=self.settings.base_url,
         )
         await self._send_once(key, pipeline.alerts, alert)
-
-    def _units_loaded_since(self, pipeline: str, since: datetime) -> int:
-        count = 0
-        for summary in self.store.list_runs(pipeline=pipeline, limit=200):
-            if datetime.fromisoformat(summary["created_at"]) < since:
-                break
-            run = self.store.get_run(summary["run_id"])
-            count += sum(
-                1 for t in run["tasks"] for u in t.get("units", []) if u["status"] == "succeeded"
-            )
-        return count
 
     async def _send_once(self, key: tuple[str, ...], targets: Alerts, alert: Alert) -> None:
         if key in self.sent:

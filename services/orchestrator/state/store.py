@@ -190,6 +190,20 @@ class Store:
             )
         return _aware(value)
 
+    def units_loaded_since(self, pipeline: str, since: datetime) -> int:
+        """Units loaded (status succeeded) by runs of ``pipeline`` created at or after ``since``."""
+        query = (
+            select(func.count())
+            .select_from(UnitRun)
+            .join(TaskRun, UnitRun.task_run_id == TaskRun.id)
+            .join(Run, TaskRun.run_id == Run.id)
+            # UTC like every stored timestamp: SQLite compares them as naive text.
+            .where(Run.pipeline == pipeline, Run.created_at >= since.astimezone(UTC))
+            .where(UnitRun.status == "succeeded")
+        )
+        with self.session() as session:
+            return int(session.scalar(query) or 0)
+
     def last_run(self, pipeline: str) -> dict[str, Any] | None:
         runs = self.list_runs(pipeline=pipeline, limit=1)
         return runs[0] if runs else None

@@ -1,0 +1,55 @@
+"""State-store queries that alerts rely on, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from services.orchestrator.state.store import Store
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'state.db'}"
+    else:
+        pg_dsn = request.getfixturevalue("pg_dsn")
+        pg_schema = request.getfixturevalue("pg_schema")
+        url = f"{pg_dsn}?options=-csearch_path%3D{pg_schema}"
+    store = Store(url)
+    store.migrate()
+    yield store
+    store.engine.dispose()
+
+
+def add_run(store: Store, pipeline: str, unit_statuses: list[str]) -> None:
+    run = store.create_run(
+        pipeline=pipeline,
+        trigger="manual",
+        logical_date=datetime.now(UTC),
+        params={},
+        tasks=[("load", "etl")],
+    ).run
+    for number, status in enumerate(unit_statuses):
+        store.record_unit(
+            run["run_id"], "load", unit_key=f"file{number}.csv", fingerprint="f", status=status
+        )
+
+
+def test_units_loaded_since_counts_succeeded_units_of_the_pipeline(store: Store) -> None:
+    add_run(store, "sales", ["succeeded", "failed", "skipped"])
+    add_run(store, "sales", ["succeeded"])
+    add_run(store, "stock", ["succeeded"])
+    # A local-time bound (Berlin is ahead of UTC) must compare as the same instant in UTC.
+    an_hour_ago = (datetime.now(UTC) - timedelta(hours=1)).astimezone(ZoneInfo("Europe/Berlin"))
+    assert store.units_loaded_since("sales", an_hour_ago) == 2
+    assert store.units_loaded_since("stock", an_hour_ago) == 1
+    assert store.units_loaded_since("other", an_hour_ago) == 0
+    in_ten_minutes = (datetime.now(UTC) + timedelta(minutes=10)).astimezone(
+        ZoneInfo("America/New_York")
+    )
+    assert store.units_loaded_since("sales", in_ten_minutes) == 0
