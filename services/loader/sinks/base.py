@@ -13,6 +13,7 @@ from typing import Protocol
 
 import pyarrow as pa
 
+from services.common import lineage
 from services.common.spec.model import Destination
 
 LEDGER_TABLE = "_sluice_ledger"
@@ -58,6 +59,13 @@ def ledger_values(ctx: LoadContext, counts: WriteCounts) -> tuple[str | int, ...
         key.pipeline, key.task, key.unit, key.fingerprint, ctx.run_id, ctx.table,
         counts.rows_loaded, counts.rows_rejected,
     )  # fmt: skip
+
+
+def tag_rejects(batch: pa.RecordBatch, ctx: LoadContext) -> pa.RecordBatch:
+    """A rejected batch with the run and unit id columns that ``<table>__rejected`` keeps."""
+    n = batch.num_rows
+    batch = batch.append_column(lineage.RUN_ID, pa.repeat(pa.scalar(ctx.run_id, pa.string()), n))
+    return batch.append_column(lineage.UNIT, pa.repeat(pa.scalar(ctx.key.unit, pa.string()), n))
 
 
 class UnitWriter(Protocol):

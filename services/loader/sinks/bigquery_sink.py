@@ -33,12 +33,11 @@ import pyarrow.parquet as pq
 from google.api_core import exceptions as gexc
 from google.cloud import bigquery
 
-from services.common import lineage
 from services.common.errors import SchemaMismatch, Terminal
 from services.common.spec.destination import Destination
 from services.loader.errors import DestinationError
 from services.loader.settings import BigQuerySettings
-from services.loader.sinks.base import LEDGER_TABLE, LoadContext, WriteCounts
+from services.loader.sinks.base import LEDGER_TABLE, LoadContext, WriteCounts, tag_rejects
 
 LEDGER_SCHEMA = [
     bigquery.SchemaField("pipeline", "STRING", mode="REQUIRED"),
@@ -362,9 +361,7 @@ class BigQueryUnitWriter:
         self.data.add(batch)
 
     def write_rejected(self, batch: pa.RecordBatch) -> None:
-        n = batch.num_rows
-        batch = batch.append_column(lineage.RUN_ID, pa.array([self.ctx.run_id] * n, pa.string()))
-        batch = batch.append_column(lineage.UNIT, pa.array([self.ctx.key.unit] * n, pa.string()))
+        batch = tag_rejects(batch, self.ctx)
         self.rejected.add(batch)
 
     # tables ------------------------------------------------------------------------------

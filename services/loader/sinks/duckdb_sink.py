@@ -17,7 +17,6 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from services.common import lineage
 from services.common.errors import SchemaMismatch
 from services.loader.errors import DestinationError
 from services.loader.sinks.base import (
@@ -26,6 +25,7 @@ from services.loader.sinks.base import (
     WriteCounts,
     ledger_insert,
     ledger_values,
+    tag_rejects,
 )
 from services.loader.sinks.sql import quote_ident, quote_table
 
@@ -209,8 +209,7 @@ class DuckDBUnitWriter:
             raise DestinationError(f"DuckDB write to {self.ctx.table} failed: {exc}") from None
 
     def write_rejected(self, batch: pa.RecordBatch) -> None:
-        table = batch.append_column(lineage.RUN_ID, pa.array([self.ctx.run_id] * batch.num_rows))
-        table = table.append_column(lineage.UNIT, pa.array([self.ctx.key.unit] * batch.num_rows))
+        table = tag_rejects(batch, self.ctx)
         self.con.register("_sluice_rejects", table)
         # Rejects differ in shape (failed checks carry the row, ragged lines their raw text).
         if not set(table.schema.names) <= self.rejected_columns:

@@ -31,11 +31,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pymysql
 
-from services.common import lineage
 from services.common.errors import SchemaMismatch
 from services.common.spec.render import redact
 from services.loader.errors import DestinationError
-from services.loader.sinks.base import LEDGER_TABLE, LoadContext, WriteCounts
+from services.loader.sinks.base import LEDGER_TABLE, LoadContext, WriteCounts, tag_rejects
 from services.loader.sinks.sql import mysql_type, split_table
 
 LEDGER_DDL = f"""
@@ -293,9 +292,7 @@ class MySQLUnitWriter:
             ) from None
 
     def write_rejected(self, batch: pa.RecordBatch) -> None:
-        n = batch.num_rows
-        batch = batch.append_column(lineage.RUN_ID, pa.array([self.ctx.run_id] * n, pa.string()))
-        batch = batch.append_column(lineage.UNIT, pa.array([self.ctx.key.unit] * n, pa.string()))
+        batch = tag_rejects(batch, self.ctx)
         try:
             self.rejected.load(batch)
         except pymysql.Error as exc:

@@ -30,7 +30,6 @@ import adbc_driver_postgresql.dbapi as adbc
 import psycopg
 import pyarrow as pa
 
-from services.common import lineage
 from services.common.errors import SchemaMismatch
 from services.common.spec.render import redact
 from services.loader.errors import DestinationError
@@ -41,6 +40,7 @@ from services.loader.sinks.base import (
     WriteCounts,
     ledger_insert,
     ledger_values,
+    tag_rejects,
 )
 from services.loader.sinks.sql import (
     derived_name,
@@ -276,9 +276,7 @@ class PostgresUnitWriter:
             ) from None
 
     def write_rejected(self, batch: pa.RecordBatch) -> None:
-        n = batch.num_rows
-        batch = batch.append_column(lineage.RUN_ID, pa.array([self.ctx.run_id] * n, pa.string()))
-        batch = batch.append_column(lineage.UNIT, pa.array([self.ctx.key.unit] * n, pa.string()))
+        batch = tag_rejects(batch, self.ctx)
         # The connection may be in the middle of the unit's COPY: rejects wait on disk.
         self.rejects.add(batch)
 

@@ -10,6 +10,8 @@ import hashlib
 
 import pyarrow as pa
 
+from services.common import lineage
+
 
 def quote_ident(name: str, quote: str = '"') -> str:
     """Quote one identifier, doubling embedded quote characters."""
@@ -38,7 +40,7 @@ def derived_name(table: str, suffix: str, limit: int = 63) -> str:
 
 def strip_lineage(batch: pa.RecordBatch) -> pa.RecordBatch:
     """Drop the ``_sluice_*`` lineage columns that travel with data rows between services."""
-    keep = [i for i, name in enumerate(batch.schema.names) if not name.startswith("_sluice_")]
+    keep = [i for i, name in enumerate(batch.schema.names) if not name.startswith(lineage.PREFIX)]
     return batch if len(keep) == batch.num_columns else batch.select(keep)
 
 
