@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -51,31 +52,52 @@ def make_settings(tmp_path: Path, **overrides: Any) -> OrchestratorSettings:
     return OrchestratorSettings(**values)
 
 
-@pytest.fixture
-def orchestrator(tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
-    """``start(files: dict[file name, yaml], **settings)`` returns a client with operator auth."""
+@contextlib.contextmanager
+def started_clients(tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
+    """``start(files: dict[file name, yaml], settings)`` writes the pipeline files and returns a
+    client of an in-process orchestrator; every one started is stopped on exit."""
     clients: list[TestClient] = []
 
-    def start(files: dict[str, str], **overrides: Any) -> TestClient:
+    def start(files: dict[str, str], settings: OrchestratorSettings) -> TestClient:
         directory = tmp_path / "pipelines"
         directory.mkdir(exist_ok=True)
         for name, text in files.items():
             (directory / name).write_text(text)
-        client = TestClient(create_app(make_settings(tmp_path, **overrides)))
+        client = TestClient(create_app(settings))
         client.__enter__()
-        client.headers.update(auth(OPERATOR))
         clients.append(client)
         return client
 
-    yield start
-    for client in clients:
-        client.__exit__(None, None, None)
+    try:
+        yield start
+    finally:
+        for client in clients:
+            client.__exit__(None, None, None)
 
 
-def wait_final(client: TestClient, run_id: str, timeout: float = 60) -> dict[str, Any]:
+@pytest.fixture
+def orchestrator(tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
+    """``start(files: dict[file name, yaml], **settings)`` returns a client with operator auth."""
+    with started_clients(tmp_path) as launch:
+
+        def start(files: dict[str, str], **overrides: Any) -> TestClient:
+            client = launch(files, make_settings(tmp_path, **overrides))
+            client.headers.update(auth(OPERATOR))
+            return client
+
+        yield start
+
+
+def wait_final(
+    client: TestClient,
+    run_id: str,
+    timeout: float = 60,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The run once final; ``headers`` when the client carries no token of its own."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        run: dict[str, Any] = client.get(f"/api/v1/runs/{run_id}").json()
+        run: dict[str, Any] = client.get(f"/api/v1/runs/{run_id}", headers=headers).json()
         if run["status"] in ("succeeded", "failed", "cancelled", "skipped"):
             return run
         time.sleep(0.1)

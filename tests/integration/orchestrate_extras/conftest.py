@@ -18,25 +18,20 @@ import pytest
 from aiosmtpd.controller import Controller
 from fastapi.testclient import TestClient
 
-from services.orchestrator.app import create_app
 from services.orchestrator.auth import hash_token
 from services.orchestrator.settings import (
     AlertSettings,
     AuthSettings,
     ExecutionSettings,
     OrchestratorSettings,
-    PipelineSettings,
-    SchedulerSettings,
-    StateSettings,
     TokenEntry,
 )
+from tests.integration.orchestrate.conftest import auth, started_clients
+from tests.integration.orchestrate.conftest import make_settings as base_settings
+from tests.integration.orchestrate.conftest import wait_final as base_wait_final
 
 OPERATOR = "extras-operator-token-0123456789"
 VIEWER = "extras-viewer-token-0123456789"
-
-
-def auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 @dataclass
@@ -100,15 +95,12 @@ def receivers() -> Iterator[Receivers]:
 
 def make_settings(tmp_path: Path, smtp_port: int = 25, **overrides: Any) -> OrchestratorSettings:
     values: dict[str, Any] = {
-        "state": StateSettings(url=f"sqlite:///{tmp_path / 'state.db'}"),
-        "pipelines": PipelineSettings(dir=tmp_path / "pipelines"),
         "execution": ExecutionSettings(
             poll_seconds=0.1,
             heartbeat_seconds=0.2,
             heartbeat_timeout_seconds=60,  # no adoption of our own runs on a busy machine
             unit_retry_backoff_seconds=0.05,
         ),
-        "scheduler": SchedulerSettings(enabled=False, lease_seconds=3),
         "auth": AuthSettings(
             tokens=[
                 TokenEntry(name="ops", sha256=hash_token(OPERATOR), role="operator"),
@@ -120,37 +112,22 @@ def make_settings(tmp_path: Path, smtp_port: int = 25, **overrides: Any) -> Orch
         ),
     }
     values.update(overrides)
-    return OrchestratorSettings(**values)
+    return base_settings(tmp_path, **values)
 
 
 @pytest.fixture
 def orchestrator(tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
     """``start(pipelines: {file: yaml}, smtp_port=..., **settings)``: a client with no token set."""
-    clients: list[TestClient] = []
+    with started_clients(tmp_path) as launch:
 
-    def start(pipelines: dict[str, str], smtp_port: int = 25, **overrides: Any) -> TestClient:
-        directory = tmp_path / "pipelines"
-        directory.mkdir(exist_ok=True)
-        for name, text in pipelines.items():
-            (directory / name).write_text(text)
-        client = TestClient(create_app(make_settings(tmp_path, smtp_port, **overrides)))
-        client.__enter__()
-        clients.append(client)
-        return client
+        def start(pipelines: dict[str, str], smtp_port: int = 25, **overrides: Any) -> TestClient:
+            return launch(pipelines, make_settings(tmp_path, smtp_port, **overrides))
 
-    yield start
-    for client in clients:
-        client.__exit__(None, None, None)
+        yield start
 
 
 def wait_final(client: TestClient, run_id: str, timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run: dict[str, Any] = client.get(f"/api/v1/runs/{run_id}", headers=auth(VIEWER)).json()
-        if run["status"] in ("succeeded", "failed", "cancelled", "skipped"):
-            return run
-        time.sleep(0.1)
-    raise AssertionError(f"run {run_id} did not finish within {timeout}s")
+    return base_wait_final(client, run_id, timeout, headers=auth(VIEWER))
 
 
 def trigger(client: TestClient, pipeline: str) -> str:
