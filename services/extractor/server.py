@@ -36,11 +36,21 @@ from services.extractor.settings import ExtractorSettings
 from services.extractor.units import discover, materialize
 
 log = logging.getLogger(__name__)
-_DONE = object()
 
 
-def _next_or_done(iterator: Iterator[pa.RecordBatch]) -> Any:
-    return next(iterator, _DONE)
+def _next_message(
+    batches: Iterator[pa.RecordBatch], unit_id: str, seq: int, row_offset: int
+) -> data_pb2.RecordBatch | None:
+    """The wire message of the reader's next batch (None at the end).
+
+    Reading and encoding both run in a worker thread: serialising a batch of a few MiB on the
+    event loop would stall the other streams and the health checks for that long.
+    """
+    batch = next(batches, None)
+    if batch is None:
+        return None
+    kind = data_pb2.BATCH_KIND_REJECTED if is_rejected(batch) else data_pb2.BATCH_KIND_DATA
+    return to_message(batch, unit_id=unit_id, seq=seq, row_offset=row_offset, kind=kind)
 
 
 def source_of_task(task_spec_json: str) -> Source:
@@ -134,26 +144,18 @@ class ExtractorService(extractor_pb2_grpc.ExtractorServicer):
                 while True:
                     started = time.perf_counter()
                     # Readers block (file I/O, parsing); keep the event loop free for others.
-                    batch = await asyncio.to_thread(_next_or_done, batches)
-                    if batch is _DONE:
+                    message = await asyncio.to_thread(_next_message, batches, unit.id, seq, offset)
+                    if message is None:
                         break
-                    rejected = is_rejected(batch)
-                    message = to_message(
-                        batch,
-                        unit_id=unit.id,
-                        seq=seq,
-                        row_offset=offset,
-                        kind=data_pb2.BATCH_KIND_REJECTED if rejected else data_pb2.BATCH_KIND_DATA,
-                    )
                     metrics.BATCH_SECONDS.labels(unit.format).observe(time.perf_counter() - started)
                     metrics.BYTES.labels(*labels, unit.format).inc(len(message.arrow_ipc))
                     yield message
                     seq += 1
-                    if rejected:
-                        quarantined += batch.num_rows
+                    if message.kind == data_pb2.BATCH_KIND_REJECTED:
+                        quarantined += message.num_rows
                         continue
-                    metrics.ROWS.labels(*labels, unit.format).inc(batch.num_rows)
-                    offset += batch.num_rows
+                    metrics.ROWS.labels(*labels, unit.format).inc(message.num_rows)
+                    offset += message.num_rows
             except SluiceError as err:
                 raise _relabel(err, str(path), label) from None
             except (pa.ArrowException, ValueError, UnicodeError, EOFError) as exc:
