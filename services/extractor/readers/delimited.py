@@ -242,9 +242,8 @@ class DelimitedReader:
             # A sample cut inside a quoted field: plan from the names only; the first batch
             # widens the plan before anything is emitted.
             table = pa.table({name: pa.array([], pa.string()) for name in names})
-        sample = table.combine_chunks()
         batch = pa.RecordBatch.from_arrays(
-            [sample.column(n).combine_chunks() for n in names], names=names
+            [table.column(n).combine_chunks() for n in names], names=names
         )
         if batch.num_rows == 0 and path.stat().st_size <= PLAN_SAMPLE_BYTES:
             return None
