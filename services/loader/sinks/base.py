@@ -47,9 +47,14 @@ LEDGER_COLUMNS = (
 )  # fmt: skip
 
 
-def ledger_insert(table: str, placeholders: Sequence[str]) -> str:
-    """``INSERT INTO <ledger> (...) VALUES (...)`` with the driver's placeholders."""
-    return f"INSERT INTO {table} ({', '.join(LEDGER_COLUMNS)}) VALUES ({', '.join(placeholders)})"
+def ledger_insert(table: str, placeholders: Sequence[str], leading: Sequence[str] = ()) -> str:
+    """``INSERT INTO <ledger> (...) VALUES (...)`` with the driver's placeholders.
+
+    ``leading`` names extra columns a destination's ledger has before :data:`LEDGER_COLUMNS`
+    (MySQL's hashed primary key); ``placeholders`` cover those too.
+    """
+    columns = ", ".join((*leading, *LEDGER_COLUMNS))
+    return f"INSERT INTO {table} ({columns}) VALUES ({', '.join(placeholders)})"
 
 
 def ledger_values(ctx: LoadContext, counts: WriteCounts) -> tuple[str | int, ...]:

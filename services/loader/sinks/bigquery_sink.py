@@ -37,7 +37,14 @@ from services.common.errors import SchemaMismatch, Terminal
 from services.common.spec.destination import Destination
 from services.loader.errors import DestinationError
 from services.loader.settings import BigQuerySettings
-from services.loader.sinks.base import LEDGER_TABLE, LoadContext, WriteCounts, tag_rejects
+from services.loader.sinks.base import (
+    LEDGER_COLUMNS,
+    LEDGER_TABLE,
+    LoadContext,
+    WriteCounts,
+    ledger_values,
+    tag_rejects,
+)
 
 LEDGER_SCHEMA = [
     bigquery.SchemaField("pipeline", "STRING", mode="REQUIRED"),
@@ -503,22 +510,14 @@ class BigQueryUnitWriter:
         self.client.delete_table(staging_id, not_found_ok=True)
 
     def _insert_ledger(self, counts: WriteCounts) -> None:
-        key = self.ctx.key
-        values: list[tuple[str, str, str | int]] = [
-            ("pipeline", "STRING", key.pipeline),
-            ("task", "STRING", key.task),
-            ("unit_key", "STRING", key.unit),
-            ("fingerprint", "STRING", key.fingerprint),
-            ("run_id", "STRING", self.ctx.run_id),
-            ("target_table", "STRING", self.ctx.table),
-            ("rows_loaded", "INT64", counts.rows_loaded),
-            ("rows_rejected", "INT64", counts.rows_rejected),
-        ]
+        values = ledger_values(self.ctx, counts)
         self.sink.query(
-            f"INSERT INTO {q(self.sink.ledger_id)} ({', '.join(n for n, _, _ in values)}, "
-            f"loaded_at) VALUES ({', '.join('@' + n for n, _, _ in values)}, "
-            "CURRENT_TIMESTAMP())",
-            [bigquery.ScalarQueryParameter(n, t, v) for n, t, v in values],
+            f"INSERT INTO {q(self.sink.ledger_id)} ({', '.join(LEDGER_COLUMNS)}, loaded_at) "
+            f"VALUES ({', '.join('@' + n for n in LEDGER_COLUMNS)}, CURRENT_TIMESTAMP())",
+            [
+                bigquery.ScalarQueryParameter(n, "INT64" if isinstance(v, int) else "STRING", v)
+                for n, v in zip(LEDGER_COLUMNS, values, strict=True)
+            ],
             jid=job_id(self.key, "ledger"),
         )
 

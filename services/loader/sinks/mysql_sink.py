@@ -34,7 +34,14 @@ import pymysql
 from services.common.errors import SchemaMismatch
 from services.common.spec.render import redact
 from services.loader.errors import DestinationError
-from services.loader.sinks.base import LEDGER_TABLE, LoadContext, WriteCounts, tag_rejects
+from services.loader.sinks.base import (
+    LEDGER_TABLE,
+    LoadContext,
+    WriteCounts,
+    ledger_insert,
+    ledger_values,
+    tag_rejects,
+)
 from services.loader.sinks.sql import mysql_type, split_table
 
 LEDGER_DDL = f"""
@@ -368,19 +375,10 @@ class MySQLUnitWriter:
                     f"SELECT {cols} FROM {q(_REJECTED_STAGING)} ORDER BY {q(_ORD)}"
                 )
             self.run(
-                f"INSERT INTO {q(LEDGER_TABLE)} (unit_hash, pipeline, task, unit_key, fingerprint, "
-                "run_id, target_table, rows_loaded, rows_rejected) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                ledger_insert(q(LEDGER_TABLE), ["%s"] * 9, leading=("unit_hash",)),
                 (
                     unit_hash(key.pipeline, key.task, key.unit, key.fingerprint),
-                    key.pipeline,
-                    key.task,
-                    key.unit,
-                    key.fingerprint,
-                    self.ctx.run_id,
-                    self.ctx.table,
-                    counts.rows_loaded,
-                    counts.rows_rejected,
+                    *ledger_values(self.ctx, counts),
                 ),
             )
             self.conn.commit()
