@@ -57,8 +57,8 @@ LEDGER_SCHEMA = [
     bigquery.SchemaField("rows_rejected", "INT64", mode="REQUIRED"),
     bigquery.SchemaField("loaded_at", "TIMESTAMP", mode="REQUIRED"),
 ]
-# Job errors that say the input or the SQL is wrong: retrying under a new job id cannot help.
 _ORD = "_sluice_ord"
+# Job errors that say the input or the SQL is wrong: retrying under a new job id cannot help.
 _TERMINAL_REASONS = {"invalid", "invalidQuery", "notFound", "duplicate", "accessDenied"}
 
 
@@ -514,10 +514,7 @@ class BigQueryUnitWriter:
         self.sink.query(
             f"INSERT INTO {q(self.sink.ledger_id)} ({', '.join(LEDGER_COLUMNS)}, loaded_at) "
             f"VALUES ({', '.join('@' + n for n in LEDGER_COLUMNS)}, CURRENT_TIMESTAMP())",
-            [
-                bigquery.ScalarQueryParameter(n, "INT64" if isinstance(v, int) else "STRING", v)
-                for n, v in zip(LEDGER_COLUMNS, values, strict=True)
-            ],
+            [scalar_parameter(n, v) for n, v in zip(LEDGER_COLUMNS, values, strict=True)],
             jid=job_id(self.key, "ledger"),
         )
 
