@@ -9,7 +9,7 @@ from services.extractor.sources.gcs import GcsObjects
 from services.extractor.sources.http import HttpObjects
 from services.extractor.sources.local import LocalFiles
 
-_GCS: dict[int, GcsObjects] = {}
+_GCS: dict[tuple[str, str], GcsObjects] = {}
 
 
 def backend_for(uri: str, settings: ExtractorSettings | None = None) -> SourceBackend:
@@ -18,8 +18,9 @@ def backend_for(uri: str, settings: ExtractorSettings | None = None) -> SourceBa
     if uri.startswith("file://"):
         return LocalFiles()
     if uri.startswith("gs://"):
-        # One storage client per settings object: it pools connections and caches credentials.
-        key = id(settings)
+        # One storage client per configuration: it pools connections and caches credentials.
+        # Keyed by value, not id(settings): a freed settings object's id is reused.
+        key = (settings.gcs.model_dump_json(), str(settings.work_dir))
         if key not in _GCS:
             _GCS[key] = GcsObjects(settings.gcs, settings.work_dir)
         return _GCS[key]
