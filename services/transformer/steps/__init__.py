@@ -1,7 +1,8 @@
 """Transform steps and checks, applied batch by batch to one unit.
 
 Each batch crosses Arrow -> pandas once (Arrow-backed dtypes, no copy for most types), goes through
-every step, and crosses back once. Steps are vectorised (pandas and ``pyarrow.compute``).
+every step, and crosses back once. Steps are vectorised (pandas and ``pyarrow.compute``). A chain
+of only rename/select/drop without declared columns stays Arrow and never converts.
 
 Lineage: every row carries its physical source line in ``_sluice_line`` (from the extractor, or
 derived from the batch's row offset), and the DataFrame's index is the row's record number in
@@ -12,7 +13,8 @@ the unit, so both survive filters, dedupes and custom steps. Good rows leave wit
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,6 +71,12 @@ _STATELESS: dict[type[StepBase], Callable[[Any, Any, UnitContext], pd.DataFrame]
     DeriveStep: basic.apply_derive,
     AddMetadataStep: apply_add_metadata,
 }
+# Steps that have an Arrow implementation too: a chain of only these never converts to pandas.
+_ARROW_ONLY: dict[type[StepBase], Callable[[Any, Any, UnitContext], pa.RecordBatch]] = {
+    RenameStep: basic.rename_batch,
+    SelectStep: basic.select_batch,
+    DropStep: basic.drop_batch,
+}
 # Steps whose removed rows count as "filtered" (on purpose) rather than lost.
 _FILTERING = (FilterStep, DedupeStep, PythonStep)
 
@@ -118,6 +126,8 @@ class UnitTransform:
         self.schema_policy = schema_policy
         self.counts = UnitCounts()
         self.steps = [self._build(i, s, secrets) for i, s in enumerate(steps)]
+        # Without declared columns nothing but these steps touches a batch, so it can stay Arrow.
+        self._arrow_only = not self.columns and all(type(s) in _ARROW_ONLY for s in steps)
 
     def _build(self, index: int, step: StepBase, secrets: SecretResolver | None) -> _Step:
         label = describe_step(index, step)
@@ -140,13 +150,15 @@ class UnitTransform:
         if lineage.LINE not in batch.schema.names:
             lines = lineage.line_numbers(row_offset, batch.num_rows, self.header_lines)
             batch = batch.append_column(lineage.LINE, lines)
+        if self._arrow_only and len(set(batch.schema.names)) == batch.num_columns:
+            return self._apply_arrow(batch)
         frame = batch.to_pandas(types_mapper=pd.ArrowDtype)
         frame.index = pd.RangeIndex(row_offset, row_offset + batch.num_rows)
         rejected: list[pd.DataFrame] = []
         filtered = dropped = 0
         for step in self.steps:
             before = len(frame)
-            try:
+            with self._step_errors(step.label):
                 if isinstance(step.run, CheckRunner):
                     frame, bad = step.run(frame)
                     if bad is not None and step.run.step.on_fail == "quarantine":
@@ -155,14 +167,6 @@ class UnitTransform:
                         dropped += len(bad)
                     continue
                 frame = step.run(frame)
-            except SluiceError as exc:
-                raise self._located(exc) from None
-            except Exception as exc:  # a step must never crash the service
-                raise StepFailed(
-                    f"{step.label}: {type(exc).__name__}: {exc}",
-                    file=self.file,
-                    unit=self.ctx.unit or None,
-                ) from exc
             if isinstance(step.spec, _FILTERING):
                 filtered += before - len(frame)
         good_frame = self._contract(frame)
@@ -184,6 +188,30 @@ class UnitTransform:
                 unit=self.ctx.unit or None,
             ) from exc
         return BatchResult(good=good, rejected=rejected_batch, filtered=filtered, dropped=dropped)
+
+    def _apply_arrow(self, batch: pa.RecordBatch) -> BatchResult:
+        """``apply`` for a chain of rename/select/drop only: no rows are removed or rejected."""
+        for step in self.steps:
+            with self._step_errors(step.label):
+                batch = _ARROW_ONLY[type(step.spec)](batch, step.spec, self.ctx)
+        names = user_columns(batch)
+        good = pa.RecordBatch.from_arrays([batch.column(name) for name in names], names=names)
+        self.counts.rows_out += good.num_rows
+        return BatchResult(good=good, rejected=None, filtered=0, dropped=0)
+
+    @contextmanager
+    def _step_errors(self, label: str) -> Iterator[None]:
+        """Locate a step's Sluice error in the unit; turn any other exception into StepFailed."""
+        try:
+            yield
+        except SluiceError as exc:
+            raise self._located(exc) from None
+        except Exception as exc:  # a step must never crash the service
+            raise StepFailed(
+                f"{label}: {type(exc).__name__}: {exc}",
+                file=self.file,
+                unit=self.ctx.unit or None,
+            ) from exc
 
     def finish(self) -> None:
         """Enforce the unit-level rules of each check (``row_count``, ``max_reject_ratio``)."""

@@ -40,13 +40,51 @@ from services.transformer.steps.casting import (
     raise_on_bad,
     series_of,
 )
-from services.transformer.steps.context import UnitContext, require_columns
+from services.transformer.steps.context import UnitContext, column_names, require_columns
 
 
 def apply_rename(frame: pd.DataFrame, step: RenameStep, ctx: UnitContext) -> pd.DataFrame:
     require_columns(frame, step.rename, "rename", ctx)
     renamed = frame.rename(columns=step.rename)
-    twice = renamed.columns[renamed.columns.duplicated()].tolist()
+    _refuse_twice(renamed.columns, ctx)
+    return renamed
+
+
+def apply_select(frame: pd.DataFrame, step: SelectStep, ctx: UnitContext) -> pd.DataFrame:
+    require_columns(frame, step.select, "select", ctx)
+    return frame[_selected(column_names(frame), step)]
+
+
+def apply_drop(frame: pd.DataFrame, step: DropStep, ctx: UnitContext) -> pd.DataFrame:
+    require_columns(frame, step.drop, "drop", ctx)
+    return frame.drop(columns=step.drop)
+
+
+# The same three steps on an Arrow batch, for chains that never need pandas (see UnitTransform).
+
+
+def rename_batch(batch: pa.RecordBatch, step: RenameStep, ctx: UnitContext) -> pa.RecordBatch:
+    require_columns(batch, step.rename, "rename", ctx)
+    names = [step.rename.get(name, name) for name in batch.schema.names]
+    _refuse_twice(pd.Index(names), ctx)
+    return batch.rename_columns(names)
+
+
+def select_batch(batch: pa.RecordBatch, step: SelectStep, ctx: UnitContext) -> pa.RecordBatch:
+    require_columns(batch, step.select, "select", ctx)
+    names = _selected(batch.schema.names, step)
+    return pa.RecordBatch.from_arrays([batch.column(name) for name in names], names=names)
+
+
+def drop_batch(batch: pa.RecordBatch, step: DropStep, ctx: UnitContext) -> pa.RecordBatch:
+    require_columns(batch, step.drop, "drop", ctx)
+    gone = set(step.drop)
+    keep = [i for i, name in enumerate(batch.schema.names) if name not in gone]
+    return batch.select(keep)
+
+
+def _refuse_twice(columns: pd.Index, ctx: UnitContext) -> None:
+    twice = columns[columns.duplicated()].tolist()
     if twice:
         raise StepFailed(
             f"rename: more than one column would be called {twice[0]!r}",
@@ -54,18 +92,12 @@ def apply_rename(frame: pd.DataFrame, step: RenameStep, ctx: UnitContext) -> pd.
             unit=ctx.unit or None,
             column=str(twice[0]),
         )
-    return renamed
 
 
-def apply_select(frame: pd.DataFrame, step: SelectStep, ctx: UnitContext) -> pd.DataFrame:
-    require_columns(frame, step.select, "select", ctx)
-    lineage_columns = [c for c in frame.columns if str(c).startswith(lineage.PREFIX)]
-    return frame[[*step.select, *(c for c in lineage_columns if c not in step.select)]]
-
-
-def apply_drop(frame: pd.DataFrame, step: DropStep, ctx: UnitContext) -> pd.DataFrame:
-    require_columns(frame, step.drop, "drop", ctx)
-    return frame.drop(columns=step.drop)
+def _selected(names: list[str], step: SelectStep) -> list[str]:
+    """The selected columns in order, then the lineage columns the selection leaves out."""
+    lineage_columns = [c for c in names if c.startswith(lineage.PREFIX)]
+    return [*step.select, *(c for c in lineage_columns if c not in step.select)]
 
 
 def apply_cast(frame: pd.DataFrame, step: CastStep, ctx: UnitContext) -> pd.DataFrame:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pandas as pd
+import pyarrow as pa
 
 from services.common import lineage
 from services.transformer.errors import StepFailed
@@ -26,16 +27,23 @@ class UnitContext:
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
-def user_columns(frame: pd.DataFrame) -> list[str]:
+def column_names(frame: pd.DataFrame | pa.RecordBatch) -> list[str]:
+    """The column names of a batch, whether it is a DataFrame or still Arrow."""
+    names = frame.schema.names if isinstance(frame, pa.RecordBatch) else frame.columns
+    return [str(c) for c in names]
+
+
+def user_columns(frame: pd.DataFrame | pa.RecordBatch) -> list[str]:
     """The columns a user sees: everything but the ``_sluice_*`` lineage columns."""
-    return [str(c) for c in frame.columns if not str(c).startswith(lineage.PREFIX)]
+    return [c for c in column_names(frame) if not c.startswith(lineage.PREFIX)]
 
 
 def require_columns(
-    frame: pd.DataFrame, columns: Iterable[str], step: str, ctx: UnitContext
+    frame: pd.DataFrame | pa.RecordBatch, columns: Iterable[str], step: str, ctx: UnitContext
 ) -> None:
     """Fail with the missing column(s) and the columns that do exist."""
-    missing = [c for c in columns if c not in frame.columns]
+    names = set(column_names(frame))
+    missing = [c for c in columns if c not in names]
     if missing:
         raise StepFailed(
             f"{step}: column(s) {', '.join(map(repr, missing))} not found; columns are: "

@@ -265,3 +265,31 @@ def test_step_typos_fail_validation(step: dict[str, object], fragment: str) -> N
 def test_rename_refuses_to_create_two_columns_with_one_name() -> None:
     with pytest.raises(StepFailed, match="more than one column would be called 'a'"):
         run({"rename": {"b": "a"}}, a=[1], b=[2])
+
+
+@pytest.mark.parametrize("rows", [3, 0])
+def test_rename_select_drop_chain_stays_arrow_and_matches_the_pandas_path(rows: int) -> None:
+    chain = (
+        {"rename": {"Store No": "store", "_sluice_line": "line"}},
+        {"drop": ["gone"]},
+        {"select": ["when", "store", "line", "amount"]},
+    )
+    values = {
+        "Store No": pa.array([1, None, 3][:rows], pa.int64()),
+        "gone": pa.array(["x", "y", "z"][:rows]),
+        "amount": pa.array([Decimal("1.50"), None, Decimal("-2.25")][:rows], pa.decimal128(9, 2)),
+        "when": pa.array(
+            [datetime(2024, 3, 31, 1, 30, tzinfo=UTC), None, None][:rows], pa.timestamp("us", "UTC")
+        ),
+        "_sluice_line": pa.array([7, 9, 12][:rows], pa.int64()),
+    }
+    arrow, pandas = transform(*chain), transform(*chain)
+    assert arrow._arrow_only
+    pandas._arrow_only = False
+    got = arrow.apply(batch(**values), row_offset=0)
+    expected = pandas.apply(batch(**values), row_offset=0)
+    assert got.good is not None and expected.good is not None
+    assert got.good.schema.names == ["when", "store", "line", "amount"]
+    assert got.good.equals(expected.good) and got.good.schema.equals(expected.good.schema)
+    assert (got.rejected, got.filtered, got.dropped) == (None, 0, 0)
+    assert arrow.counts == pandas.counts
