@@ -35,6 +35,7 @@ from services.common.errors import BadInput, SluiceError, Transient
 from services.common.spec.model import Alerts, Pipeline
 from services.common.spec.render import SecretResolver, redact
 from services.orchestrator import metrics
+from services.orchestrator.loops import repeat
 from services.orchestrator.settings import AlertSettings
 
 log = logging.getLogger(__name__)
@@ -308,13 +309,12 @@ class AlertMonitor:
 
     async def loop(self, is_leader: Callable[[], bool]) -> None:
         """Check every ``check_seconds`` while this replica holds the scheduler lease."""
-        while True:
+
+        async def step() -> None:
             if is_leader():
-                try:
-                    await self.check()
-                except Exception:
-                    log.exception("alert checks failed")
-            await asyncio.sleep(self.settings.check_seconds)
+                await self.check()
+
+        await repeat(step, self.settings.check_seconds, "alert checks failed")
 
     async def _check_late(self, pipeline: Pipeline, now: datetime) -> None:
         assert pipeline.alerts is not None

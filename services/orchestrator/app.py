@@ -29,6 +29,7 @@ from services.orchestrator import alerts_api, api, events, pages
 from services.orchestrator.auth import Authenticator
 from services.orchestrator.clients import DataPlane
 from services.orchestrator.executor import RunExecutor
+from services.orchestrator.loops import repeat
 from services.orchestrator.metrics import QUEUED_RUNS, count_http_requests, seed_last_success
 from services.orchestrator.registry import PipelineRegistry
 from services.orchestrator.runtime import Runtime
@@ -57,12 +58,12 @@ def problem(status: int, code: str, title: str, detail: str, **extra: object) ->
 
 async def _watch_pipelines(registry: PipelineRegistry, every: float) -> None:
     """Pick up added, changed and removed pipeline files without a restart."""
-    while True:
-        await asyncio.sleep(every)
-        try:
-            await asyncio.to_thread(registry.reload_if_changed)
-        except Exception:
-            log.exception("reloading pipelines failed; keeping the previous definitions")
+    await repeat(
+        lambda: asyncio.to_thread(registry.reload_if_changed),
+        every,
+        "reloading pipelines failed; keeping the previous definitions",
+        wait_first=True,
+    )
 
 
 async def _start(settings: OrchestratorSettings) -> tuple[Runtime, list[asyncio.Task[None]]]:

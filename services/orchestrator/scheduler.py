@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from services.common.spec.model import Pipeline
 from services.orchestrator import metrics
 from services.orchestrator.errors import TooManyQueuedRuns
+from services.orchestrator.loops import repeat
 from services.orchestrator.registry import PipelineRegistry
 from services.orchestrator.schedule import fire_times_between
 from services.orchestrator.settings import OrchestratorSettings
@@ -181,12 +182,8 @@ class Scheduler:
                 self.cursors[pipeline.name] = last or now
 
     async def loop(self, is_leader: Callable[[], bool]) -> None:
-        while True:
-            try:
-                if is_leader():
-                    await asyncio.to_thread(self.tick)
-                else:
-                    await asyncio.to_thread(self.observe)
-            except Exception:
-                log.exception("scheduler tick failed; retrying")
-            await asyncio.sleep(self.settings.scheduler.tick_seconds)
+
+        async def step() -> None:
+            await asyncio.to_thread(self.tick if is_leader() else self.observe)
+
+        await repeat(step, self.settings.scheduler.tick_seconds, "scheduler tick failed; retrying")
