@@ -19,11 +19,13 @@ def print_summary(run: dict[str, Any]) -> None:
         f"  {'task':<20} {'status':<10} {'loaded':>7} {'skipped':>7} {'failed':>6} "
         f"{'rows':>10} {'rejected':>9}"
     )
+    loaded_units = 0
     for task in run["tasks"]:
         units = task.get("units", [])
         count = {
             s: sum(1 for u in units if u["status"] == s) for s in ("succeeded", "skipped", "failed")
         }
+        loaded_units += count["succeeded"]
         print(
             f"  {task['task_id']:<20} {task['status']:<10} {count['succeeded']:>7} "
             f"{count['skipped']:>7} {count['failed']:>6} {task.get('rows_loaded', 0):>10} "
@@ -31,9 +33,6 @@ def print_summary(run: dict[str, Any]) -> None:
         )
         if task.get("error"):
             print(f"    error: {task['error']}")
-    loaded_units = sum(
-        1 for t in run["tasks"] for u in t.get("units", []) if u["status"] == "succeeded"
-    )
     if run["status"] == "succeeded" and loaded_units == 0 and totals.get("units"):
         print(f"nothing new to load: all {totals['units']} units are already in the ledger.")
     elif run["status"] == "succeeded":
