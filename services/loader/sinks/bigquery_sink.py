@@ -45,6 +45,7 @@ from services.loader.sinks.base import (
     ledger_values,
     tag_rejects,
 )
+from services.loader.sinks.sql import merge_statement
 
 LEDGER_SCHEMA = [
     bigquery.SchemaField("pipeline", "STRING", mode="REQUIRED"),
@@ -490,10 +491,6 @@ class BigQueryUnitWriter:
         self._ensure_table(self.table_id, target_schema, True, policy)
         keys = [q(k) for k in self.dest.keys]
         cols = [q(n) for n in target_schema.names]
-        on = " AND ".join(f"t.{k} IS NOT DISTINCT FROM s.{k}" for k in keys)
-        updates = ", ".join(f"{c} = s.{c}" for c in cols if c not in keys) or (
-            f"{keys[0]} = s.{keys[0]}"
-        )
         # Duplicate keys inside one unit: the last one wins (MERGE refuses duplicates).
         source = (
             f"SELECT * FROM {q(staging_id)} "
@@ -501,11 +498,7 @@ class BigQueryUnitWriter:
             f"ORDER BY {q(_ORD)} DESC) = 1"
         )
         self.sink.query(
-            f"MERGE {q(self.table_id)} AS t USING ({source}) AS s ON {on} "
-            f"WHEN MATCHED THEN UPDATE SET {updates} "
-            f"WHEN NOT MATCHED THEN INSERT ({', '.join(cols)}) "
-            f"VALUES ({', '.join('s.' + c for c in cols)})",
-            jid=job_id(self.key, "merge"),
+            merge_statement(q(self.table_id), source, keys, cols), jid=job_id(self.key, "merge")
         )
         self.client.delete_table(staging_id, not_found_ok=True)
 

@@ -44,6 +44,7 @@ from services.loader.sinks.base import (
 )
 from services.loader.sinks.sql import (
     derived_name,
+    merge_statement,
     postgres_type,
     quote_ident,
     quote_table,
@@ -360,22 +361,13 @@ class PostgresUnitWriter:
                 unit=self.ctx.key.unit,
             )
         cols = [quote_ident(c) for c in self.columns]
-        on = " AND ".join(f"t.{k} IS NOT DISTINCT FROM s.{k}" for k in keys)
-        updates = ", ".join(f"{c} = s.{c}" for c in cols if c not in keys) or (
-            f"{keys[0]} = s.{keys[0]}"
-        )
         # Within the unit the last row for a key wins (COPY keeps the stream's order).
         source = (
             f"SELECT DISTINCT ON ({', '.join(keys)}) {', '.join(cols)} FROM "
             f"(SELECT *, row_number() OVER () AS _sluice_ord FROM {quote_ident(_STAGING)}) AS x "
             f"ORDER BY {', '.join(keys)}, _sluice_ord DESC"
         )
-        self.cursor.execute(
-            f"MERGE INTO {self.table} AS t USING ({source}) AS s ON {on} "
-            f"WHEN MATCHED THEN UPDATE SET {updates} "
-            f"WHEN NOT MATCHED THEN INSERT ({', '.join(cols)}) "
-            f"VALUES ({', '.join('s.' + c for c in cols)})"
-        )
+        self.cursor.execute(merge_statement(self.table, source, keys, cols))
 
     def abort(self) -> None:
         if self.pipe is not None:

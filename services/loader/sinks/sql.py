@@ -7,6 +7,7 @@ Every table and column name that reaches SQL goes through :func:`quote_ident`, s
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 import pyarrow as pa
 
@@ -42,6 +43,24 @@ def strip_lineage(batch: pa.RecordBatch) -> pa.RecordBatch:
     """Drop the ``_sluice_*`` lineage columns that travel with data rows between services."""
     keep = [i for i, name in enumerate(batch.schema.names) if not name.startswith(lineage.PREFIX)]
     return batch if len(keep) == batch.num_columns else batch.select(keep)
+
+
+def merge_statement(target: str, source: str, keys: Sequence[str], columns: Sequence[str]) -> str:
+    """``MERGE`` of ``source`` (a query, one row per key) into ``target`` on ``keys``.
+
+    All names come quoted. Keys match with ``IS NOT DISTINCT FROM`` so that null keys merge too;
+    a table made only of key columns still needs an UPDATE clause, so it sets the first key.
+    """
+    on = " AND ".join(f"t.{k} IS NOT DISTINCT FROM s.{k}" for k in keys)
+    updates = ", ".join(f"{c} = s.{c}" for c in columns if c not in keys) or (
+        f"{keys[0]} = s.{keys[0]}"
+    )
+    return (
+        f"MERGE INTO {target} AS t USING ({source}) AS s ON {on} "
+        f"WHEN MATCHED THEN UPDATE SET {updates} "
+        f"WHEN NOT MATCHED THEN INSERT ({', '.join(columns)}) "
+        f"VALUES ({', '.join('s.' + c for c in columns)})"
+    )
 
 
 def postgres_type(arrow_type: pa.DataType) -> str:
