@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from services.common.spec.destination import Destination
 from services.loader.sinks.arrow_stream import BatchPipe, Spool
+from services.loader.sinks.base import LoadContext, UnitKey, ledger_insert, tag_rejects
 from services.loader.sinks.mysql_sink import connect_args, load_data_bytes
 from services.loader.sinks.sql import derived_name, quote_table, strip_lineage
 
@@ -27,6 +28,24 @@ def test_identifiers_are_quoted_and_derived_names_fit() -> None:
     name = derived_name(long, "__sluice_swap")
     assert len(name) <= 63 and name.endswith("__sluice_swap")
     assert derived_name(long, "__sluice_swap") == name != derived_name("u" * 80, "__sluice_swap")
+
+
+def test_rejects_are_tagged_with_run_and_unit_even_when_empty() -> None:
+    ctx = LoadContext(UnitKey("p", "t", "u.csv", "f"), "run-1", Destination(uri="duckdb:///x"), "t")
+    tagged = tag_rejects(pa.record_batch({"a": [1, 2]}), ctx)
+    assert tagged.to_pydict() == {
+        "a": [1, 2],
+        "_sluice_run_id": ["run-1", "run-1"],
+        "_sluice_unit": ["u.csv", "u.csv"],
+    }
+    empty = tag_rejects(pa.record_batch({"a": pa.array([], pa.int64())}), ctx)
+    assert empty.schema.field("_sluice_unit").type == pa.string()
+
+
+def test_ledger_insert_puts_leading_columns_first() -> None:
+    sql = ledger_insert("`l`", ["%s"] * 9, leading=("unit_hash",))
+    assert sql.startswith("INSERT INTO `l` (unit_hash, pipeline, task, unit_key, ")
+    assert sql.endswith("VALUES (" + ", ".join(["%s"] * 9) + ")")
 
 
 def test_load_data_text_quotes_values_and_marks_nulls() -> None:
