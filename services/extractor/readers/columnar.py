@@ -8,7 +8,7 @@ large JSON should be exported as JSON lines.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -24,9 +24,21 @@ JSON_DOCUMENT_LIMIT = 64 * 1024 * 1024
 """Largest JSON array document read (it is parsed whole)."""
 
 
-def _with_lines(batch: pa.RecordBatch, first_line: int) -> pa.RecordBatch:
-    lines = pa.array(range(first_line, first_line + batch.num_rows), pa.int64())
-    return batch.append_column(lineage.LINE, lines)
+def _numbered(
+    batches: Iterable[pa.RecordBatch], options: SourceOptions, limits: ReadLimits
+) -> Iterator[pa.RecordBatch]:
+    """Batches of about ``limits.batch_bytes``, each row numbered by its record (1-based),
+    stopping after ``options.max_rows`` rows."""
+    row = 1
+    for batch in batches:
+        for piece in rebatch(batch, limits.batch_bytes):
+            if options.max_rows is not None:
+                piece = piece.slice(0, options.max_rows - (row - 1))
+                if piece.num_rows == 0:
+                    return
+            lines = pa.array(range(row, row + piece.num_rows), pa.int64())
+            yield piece.append_column(lineage.LINE, lines)
+            row += piece.num_rows
 
 
 class ParquetReader:
@@ -35,33 +47,27 @@ class ParquetReader:
             parquet = pq.ParquetFile(path)
         except (pa.ArrowInvalid, OSError) as exc:
             raise BadInput(f"not a readable parquet file: {exc}", file=str(path)) from None
-        return self._stream(parquet, limits)
-
-    def _stream(self, parquet: pq.ParquetFile, limits: ReadLimits) -> Iterator[pa.RecordBatch]:
-        row = 1
-        for batch in parquet.iter_batches(batch_size=64 * 1024):
-            for piece in rebatch(batch, limits.batch_bytes):
-                yield _with_lines(piece, row)
-                row += piece.num_rows
+        return _numbered(parquet.iter_batches(batch_size=64 * 1024), options, limits)
 
 
 class JsonLinesReader:
     def read(self, path: Path, options: SourceOptions, limits: ReadLimits) -> BatchIterator:
         if path.stat().st_size == 0:
             return iter(())
-        return self._stream(path, limits)
+        return self._stream(path, options, limits)
 
-    def _stream(self, path: Path, limits: ReadLimits) -> Iterator[pa.RecordBatch]:
+    def _stream(
+        self, path: Path, options: SourceOptions, limits: ReadLimits
+    ) -> Iterator[pa.RecordBatch]:
         # pyarrow skips blank lines, so line numbers count records (exact without blank lines).
         row = 1
         try:
             reader = pajson.open_json(
                 path, read_options=pajson.ReadOptions(block_size=limits.block_bytes)
             )
-            for batch in reader:
-                for piece in rebatch(batch, limits.batch_bytes):
-                    yield _with_lines(piece, row)
-                    row += piece.num_rows
+            for batch in _numbered(reader, options, limits):
+                yield batch
+                row += batch.num_rows
         except pa.ArrowInvalid as exc:
             raise BadInput(f"invalid JSON lines: {exc}", file=str(path), line=row) from None
 
@@ -88,12 +94,5 @@ class JsonArrayReader:
         if not data:
             return iter(())
         table = pa.Table.from_pylist(data)
-        return _numbered(table.to_batches(max_chunksize=64 * 1024))
-
-
-def _numbered(batches: list[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    # In a JSON array the position is the record number (1-based).
-    row = 1
-    for batch in batches:
-        yield _with_lines(batch, row)
-        row += batch.num_rows
+        # In a JSON array the position is the record number.
+        return _numbered(table.to_batches(max_chunksize=64 * 1024), options, limits)

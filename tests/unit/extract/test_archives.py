@@ -154,6 +154,20 @@ def test_json_lines_and_parquet(tmp_path: Path) -> None:
     assert sorted(v for t in tables.values() for v in t.column("x").to_pylist()) == [1, 2, 3, 4, 5]
 
 
+def test_max_rows_limits_json_and_parquet_units(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "a.jsonl").write_text("".join(f'{{"x": {n}}}\n' for n in range(5)))
+    pq.write_table(pa.table({"x": list(range(5))}), tmp_path / "b.parquet")
+    (tmp_path / "c.json").write_text(str([{"x": n} for n in range(5)]).replace("'", '"'))
+    tables = pull_units(f"file://{tmp_path}/*", options={"max_rows": 3})
+    assert len(tables) == 3
+    for table in tables.values():
+        assert table.column("x").to_pylist() == [0, 1, 2]
+        assert table.column("_sluice_line").to_pylist() == [1, 2, 3]
+
+
 def test_encrypted_member_is_refused(tmp_path: Path) -> None:
     data = bytearray(make_zip(tmp_path / "plain.zip", {"secret.csv": b"a\n1\n"}).read_bytes())
     # Set the "encrypted" flag bit in the local and the central header, as a password does.
