@@ -62,23 +62,30 @@ def write_pipeline(directory: Path, text: str, name: str = "pipeline.yaml") -> P
     return path
 
 
+def start_stack(workdir: Path, pipelines_dir: Path, **overrides: Any) -> LocalStack:
+    """Start the four services as real subprocesses on free loopback ports, with their SQLite
+    state and logs under ``workdir``; the caller stops the returned stack."""
+    config = StackConfig(
+        pipelines_dir=pipelines_dir,
+        state_url=f"sqlite:///{workdir / 'state.db'}",
+        workdir=workdir,
+        ports=Ports.free(),
+        log_dir=Path("logs"),
+        **overrides,
+    )
+    stack = LocalStack(config)
+    stack.start(timeout=90)
+    return stack
+
+
 @pytest.fixture
 def stack_factory(tmp_path: Path) -> Iterator[Any]:
-    """Start the four services as real subprocesses on free loopback ports."""
+    """Start stacks in the test's tmp_path (see start_stack); all stopped after the test."""
     stacks: list[LocalStack] = []
 
     def start(pipelines_dir: Path, **overrides: Any) -> LocalStack:
-        config = StackConfig(
-            pipelines_dir=pipelines_dir,
-            state_url=f"sqlite:///{tmp_path / 'state.db'}",
-            workdir=tmp_path,
-            ports=Ports.free(),
-            log_dir=Path("logs"),
-            **overrides,
-        )
-        stack = LocalStack(config)
+        stack = start_stack(tmp_path, pipelines_dir, **overrides)
         stacks.append(stack)
-        stack.start(timeout=90)
         return stack
 
     yield start

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from services.cli.stack import LocalStack, Ports, StackConfig
-from tests.conftest import write_pipeline
+from services.cli.stack import LocalStack
+from tests.conftest import start_stack, write_pipeline
 from tests.deploy.observability.prom import (
     Prometheus,
     exported_families,
@@ -36,16 +35,7 @@ def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]
     data.mkdir()
     pipelines = workdir / "pipelines"
     write_pipeline(pipelines, PIPELINE.format(data=data))
-    stack = LocalStack(
-        StackConfig(
-            pipelines_dir=pipelines,
-            state_url=f"sqlite:///{workdir / 'state.db'}",
-            workdir=workdir,
-            ports=Ports.free(),
-            log_dir=Path("logs"),
-        )
-    )
-    stack.start(timeout=90)
+    stack = start_stack(workdir, pipelines)
     try:
         yield stack
     finally:

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from services.cli.stack import LocalStack, Ports, StackConfig
-from tests.conftest import trigger, wait_for_run, write_pipeline
+from services.cli.stack import LocalStack
+from tests.conftest import start_stack, trigger, wait_for_run, write_pipeline
 from tests.deploy.observability.prom import RULES, Prometheus, run_prometheus, scrape_targets
 
 SALES = """\
@@ -87,16 +87,7 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObservedRuns]
     pipelines = workdir / "pipelines"
     write_pipeline(pipelines, SALES.format(data=data, duck=duck), "sales.yaml")
     write_pipeline(pipelines, BROKEN.format(data=data, duck=workdir / "broken.duckdb"), "b.yaml")
-    stack = LocalStack(
-        StackConfig(
-            pipelines_dir=pipelines,
-            state_url=f"sqlite:///{workdir / 'state.db'}",
-            workdir=workdir,
-            ports=Ports.free(),
-            log_dir=Path("logs"),
-        )
-    )
-    stack.start(timeout=90)
+    stack = start_stack(workdir, pipelines)
     try:
         targets = scrape_targets(stack)
         with run_prometheus(workdir / "prometheus", targets, [RULES]) as prometheus:
