@@ -306,10 +306,25 @@ def _rejects_to_arrow(frame: pd.DataFrame) -> pa.RecordBatch:
         if name == lineage.LINE:
             columns[name] = pa.array(frame[name].astype("int64"), type=pa.int64())
         else:
-            columns[name] = pa.array(
-                [None if _missing(v) else str(v) for v in frame[name].tolist()], type=pa.string()
-            )
+            columns[name] = _as_text(frame[name])
     return pa.RecordBatch.from_pydict(columns)
+
+
+def _as_text(series: pd.Series) -> pa.Array:
+    """``str()`` of each value, null for a missing one."""
+    try:
+        array = arrow_of(series)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed Python objects
+        array = None
+    # Arrow's text of strings and integers is exactly Python's; other types (floats, dates,
+    # booleans, decimals) print differently, so they go through str() value by value.
+    if array is not None and _same_text_in_arrow(array.type):
+        return array.cast(pa.string())
+    return pa.array([None if _missing(v) else str(v) for v in series.tolist()], type=pa.string())
+
+
+def _same_text_in_arrow(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_integer(kind)
 
 
 def _missing(value: Any) -> bool:

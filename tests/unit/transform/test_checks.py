@@ -126,3 +126,30 @@ def test_schema_check_keeps_big_integers_exact_next_to_bad_values() -> None:
         "small is not a valid int8",
         "id is not a valid int64",
     ]
+
+
+def test_rejected_values_keep_their_python_text_for_every_type() -> None:
+    t = transform(quarantine({"not_null": ["missing"]}))
+    result = t.apply(
+        batch(
+            missing=pa.array([None, None, None], pa.string()),
+            text=pa.array(["a b", None, "ü"], pa.large_string()),
+            count=pa.array([-(2**62), None, 7], pa.int64()),
+            small=pa.array([1, 2, None], pa.uint8()),
+            ratio=[1.5, float("nan"), 1e16],
+            flag=[True, None, False],
+            day=pa.array([0, 19_000, None], pa.date32()),
+        ),
+        row_offset=0,
+    )
+    assert result.rejected is not None
+    bad = result.rejected.to_pydict()
+    assert bad["text"] == ["a b", None, "ü"]
+    assert bad["count"] == [str(-(2**62)), None, "7"]
+    assert bad["small"] == ["1", "2", None]
+    assert bad["ratio"] == ["1.5", None, "1e+16"]
+    assert bad["flag"] == ["True", None, "False"]
+    assert bad["day"] == ["1970-01-01", "2022-01-08", None]
+    assert all(
+        result.rejected.schema.field(c).type == pa.string() for c in bad if c != "_sluice_line"
+    )
