@@ -16,27 +16,8 @@ from tests.deploy.platform.chart import ROOT, SERVICES, find, objects_of, render
 from tests.deploy.platform.test_images import run_hadolint
 
 SKAFFOLD = yaml.safe_load((ROOT / "skaffold.yaml").read_text())
-TOP_LEVEL = {
-    "apiVersion",
-    "kind",
-    "metadata",
-    "requires",
-    "build",
-    "test",
-    "render",
-    "manifests",
-    "deploy",
-    "portForward",
-    "resourceSelector",
-    "verify",
-    "customActions",
-    "profiles",
-}
-PROFILE_KEYS = {
-    "name",
-    "activation",
-    "requiresAllActivations",
-    "patches",
+# Pipeline stages a skaffold config has at the top level and a profile may override.
+STAGES = {
     "build",
     "test",
     "render",
@@ -47,6 +28,8 @@ PROFILE_KEYS = {
     "verify",
     "customActions",
 }
+TOP_LEVEL = STAGES | {"apiVersion", "kind", "metadata", "requires", "profiles"}
+PROFILE_KEYS = STAGES | {"name", "activation", "requiresAllActivations", "patches"}
 
 
 def apply_patches(config: dict[str, Any], patches: list[dict[str, Any]]) -> dict[str, Any]:
