@@ -19,6 +19,7 @@ from services.orchestrator import metrics
 from services.orchestrator.auth import require_operator, require_viewer
 from services.orchestrator.runtime import Runtime
 from services.orchestrator.schedule import next_fire_times
+from services.orchestrator.triggers import queue_run
 
 router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_viewer)])
 Operator = [Depends(require_operator)]
@@ -79,18 +80,17 @@ async def trigger_run(
     if logical_date.tzinfo is None:
         logical_date = logical_date.replace(tzinfo=UTC)
     created = await asyncio.to_thread(
-        runtime.store.create_run,
-        pipeline=pipeline.name,
+        queue_run,
+        runtime.store,
+        pipeline,
         trigger="api",
         logical_date=logical_date,
         params=body.params,
-        tasks=[(t.id, t.type) for t in pipeline.tasks],
         idempotency_key=idempotency_key,
         max_queued=runtime.settings.execution.max_queued_runs,
     )
     run = created.run
     if created.created:
-        metrics.TRIGGERS.labels(pipeline.name, "api").inc()
         runtime.executor.wake()
     return JSONResponse(
         status_code=202 if created.created else 200,

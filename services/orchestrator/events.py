@@ -30,9 +30,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.common.errors import BadInput, Forbidden
 from services.common.spec.model import EtlTask, Pipeline
-from services.orchestrator import metrics
 from services.orchestrator.auth import ROLE_RANK, Authenticator, Principal
 from services.orchestrator.runtime import Runtime
+from services.orchestrator.triggers import queue_run
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
 FINALIZE = "OBJECT_FINALIZE"
@@ -151,17 +151,15 @@ async def gcs_event(envelope: PushEnvelope, request: Request) -> dict[str, Any]:
     runs = []
     for pipeline in matching_pipelines(list(runtime.registry.pipelines.values()), bucket, name):
         created = await asyncio.to_thread(
-            runtime.store.create_run,
-            pipeline=pipeline.name,
+            queue_run,
+            runtime.store,
+            pipeline,
             trigger="event",
             logical_date=datetime.now(UTC),
             params=params,
-            tasks=[(t.id, t.type) for t in pipeline.tasks],
             idempotency_key=key,
             max_queued=runtime.settings.execution.max_queued_runs,
         )
-        if created.created:
-            metrics.TRIGGERS.labels(pipeline.name, "event").inc()
         runs.append(
             {
                 "pipeline": pipeline.name,

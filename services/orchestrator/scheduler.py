@@ -26,6 +26,7 @@ from services.orchestrator.registry import PipelineRegistry
 from services.orchestrator.schedule import fire_times_between
 from services.orchestrator.settings import OrchestratorSettings
 from services.orchestrator.state.store import Store
+from services.orchestrator.triggers import queue_run
 
 log = logging.getLogger(__name__)
 LEASE_NAME = "scheduler"
@@ -139,12 +140,12 @@ class Scheduler:
         created: list[str] = []
         for fire_time in wanted:
             try:
-                new = self.store.create_run(
-                    pipeline=pipeline.name,
+                new = queue_run(
+                    self.store,
+                    pipeline,
                     trigger="schedule",
                     logical_date=fire_time,
                     params={},
-                    tasks=[(t.id, t.type) for t in pipeline.tasks],
                     idempotency_key=f"schedule:{fire_time.isoformat()}",
                     max_queued=self.settings.execution.max_queued_runs,
                 )
@@ -157,7 +158,6 @@ class Scheduler:
             lag = (now - fire_time).total_seconds()
             metrics.SCHEDULE_DELAY.labels(pipeline.name).observe(max(lag, 0.0))
             if new.created:
-                metrics.TRIGGERS.labels(pipeline.name, "schedule").inc()
                 created.append(new.run["run_id"])
                 log.info(
                     "scheduled run %s of %s for %s",
