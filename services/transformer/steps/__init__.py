@@ -324,7 +324,9 @@ def _as_text(series: pd.Series) -> pa.Array:
 
 
 def _same_text_in_arrow(kind: pa.DataType) -> bool:
-    return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_integer(kind)
+    return bool(
+        pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_integer(kind)
+    )
 
 
 def _missing(value: Any) -> bool:
