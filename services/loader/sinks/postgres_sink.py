@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import adbc_driver_postgresql.dbapi as adbc
@@ -77,6 +77,11 @@ def connection_string(uri: str) -> str:
 
 def _message(exc: BaseException) -> str:
     return redact(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
+
+
+def _column_defs(fields: Iterable[pa.Field]) -> str:
+    """``"name" type, ...`` for CREATE TABLE / ADD COLUMN."""
+    return ", ".join(f"{quote_ident(f.name)} {postgres_type(f.type)}" for f in fields)
 
 
 class PostgresSink:
@@ -209,8 +214,7 @@ class PostgresUnitWriter:
             existing = self._existing_columns(self.schema_name, self.name)
         created = existing is None
         if existing is None:
-            columns = ", ".join(f"{quote_ident(f.name)} {postgres_type(f.type)}" for f in schema)
-            self.cursor.execute(f"CREATE TABLE {self.table} ({columns})")
+            self.cursor.execute(f"CREATE TABLE {self.table} ({_column_defs(schema)})")
             existing = list(schema.names)
         new = [f for f in schema if f.name not in existing]
         if new and self.ctx.destination.schema_policy == "freeze":
@@ -225,16 +229,16 @@ class PostgresUnitWriter:
             self.cursor.execute(f"CREATE TABLE {shadow} (LIKE {self.table} INCLUDING ALL)")
             self.swap = True
             self.ingest_table = (self.schema_name, self.shadow_name)
-        for field in new:
-            target = self._qualified(self.shadow_name) if self.swap else self.table
-            self.cursor.execute(
-                f"ALTER TABLE {target} ADD COLUMN {quote_ident(field.name)} "
-                f"{postgres_type(field.type)}"
-            )
+        self._add_columns(self._qualified(self.shadow_name) if self.swap else self.table, new)
         if self.ingest_table is None:
             self.ingest_table = (
                 (None, _STAGING) if self.mode == "merge" else (self.schema_name, self.name)
             )
+
+    def _add_columns(self, table: str, fields: Iterable[pa.Field]) -> None:
+        """Widen ``table`` (already quoted) with ``fields``, typed as on creation."""
+        for field in fields:
+            self.cursor.execute(f"ALTER TABLE {table} ADD COLUMN {_column_defs([field])}")
 
     def _start_stream(self, schema: pa.Schema) -> BatchPipe:
         assert self.ingest_table is not None
@@ -242,12 +246,8 @@ class PostgresUnitWriter:
         staging = self.mode == "merge"
         first = not self.columns
         if staging and not first:
-            for field in schema:
-                if field.name not in self.columns:
-                    self.cursor.execute(
-                        f"ALTER TABLE {quote_ident(_STAGING)} ADD COLUMN "
-                        f"{quote_ident(field.name)} {postgres_type(field.type)}"
-                    )
+            added = [f for f in schema if f.name not in self.columns]
+            self._add_columns(quote_ident(_STAGING), added)
         self.columns += [n for n in schema.names if n not in self.columns]
         cursor = self.conn.cursor()
 
@@ -288,17 +288,9 @@ class PostgresUnitWriter:
         for reader in self.rejects.readers():
             existing = self._existing_columns(schema_name, name)
             if existing is None:
-                cols = ", ".join(
-                    f"{quote_ident(f.name)} {postgres_type(f.type)}" for f in reader.schema
-                )
-                self.cursor.execute(f"CREATE TABLE {table} ({cols})")
+                self.cursor.execute(f"CREATE TABLE {table} ({_column_defs(reader.schema)})")
             else:
-                for field in reader.schema:
-                    if field.name not in existing:
-                        self.cursor.execute(
-                            f"ALTER TABLE {table} ADD COLUMN {quote_ident(field.name)} "
-                            f"{postgres_type(field.type)}"
-                        )
+                self._add_columns(table, [f for f in reader.schema if f.name not in existing])
             self.conn.cursor().adbc_ingest(name, reader, mode="append", db_schema_name=schema_name)
 
     # commit ------------------------------------------------------------------------------
