@@ -18,8 +18,6 @@ import contextlib
 import fnmatch
 import gzip
 import lzma
-import shutil
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -29,6 +27,7 @@ from typing import IO, Any
 
 from services.common.errors import BadInput
 from services.extractor.readers import format_by_name
+from services.extractor.spool import safe_suffix, spool_dir
 
 NESTED = "!"
 """Separator of nested member paths in a unit's ``member`` (``inner.zip!day1.csv``)."""
@@ -133,7 +132,7 @@ def list_members(
                 )
             if format_by_name(name) == "zip":
                 _check_declared(info, limits, label)
-                with _private_dir(limits) as tmp:
+                with spool_dir(limits.workdir) as tmp:
                     inner = _copy_member(archive, info, tmp / "nested.zip", limits, label)
                     for member in list_members(
                         inner, pattern, limits, f"{label}{NESTED}{name}", declared
@@ -152,15 +151,6 @@ def list_members(
             fmt = declared if declared not in ("auto", "zip") else format_by_name(name) or "auto"
             found.append(Member(name, info.file_size, info.CRC, fmt))
     return found
-
-
-@contextlib.contextmanager
-def _private_dir(limits: UnpackLimits) -> Iterator[Path]:
-    directory = Path(tempfile.mkdtemp(prefix="sluice-", dir=limits.workdir))
-    try:
-        yield directory
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _copy_limited(source: IO[bytes], target: Path, limits: UnpackLimits, label: str,
@@ -200,15 +190,10 @@ def _copy_member(
         raise BadInput(f"zip member {info.filename!r}: {exc}", file=label) from None
 
 
-def _safe_suffix(name: str) -> str:
-    suffixes = "".join(PurePosixPath(name).suffixes[-2:])
-    return "".join(c for c in suffixes if c.isalnum() or c == ".")[:16]
-
-
 @contextlib.contextmanager
 def extract_member(path: Path, member: str, limits: UnpackLimits, label: str) -> Iterator[Path]:
     """The bytes of ``member`` (``a.zip!b.csv`` for nested) in a private temporary file."""
-    with _private_dir(limits) as tmp:
+    with spool_dir(limits.workdir) as tmp:
         current, current_label = path, label
         parts = member.split(NESTED)
         for depth, name in enumerate(parts):
@@ -220,7 +205,7 @@ def extract_member(path: Path, member: str, limits: UnpackLimits, label: str) ->
                         f"no member {name!r} in the archive", file=current_label
                     ) from None
                 _check_declared(info, limits, current_label)
-                target = tmp / f"m{depth}{_safe_suffix(name)}"
+                target = tmp / f"m{depth}{safe_suffix(name)}"
                 current = _copy_member(archive, info, target, limits, current_label)
             current_label = f"{current_label}{NESTED}{name}"
         yield current
@@ -240,8 +225,8 @@ def decompress(
 ) -> Iterator[Path]:
     """A gzip / bz2 / xz file unpacked to a private temporary file named like the inner file."""
     inner_name = PurePosixPath(name).stem  # data.csv.gz -> data.csv
-    with _private_dir(limits) as tmp:
-        target = tmp / f"inner{_safe_suffix(inner_name)}"
+    with spool_dir(limits.workdir) as tmp:
+        target = tmp / f"inner{safe_suffix(inner_name)}"
         try:
             with _open_compressed(path, kind) as source:
                 _copy_limited(source, target, limits, label, path.stat().st_size)

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
-import shutil
-import tempfile
-from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Protocol
 
 from services.common.spec.source import Source
 from services.extractor.readers import format_by_name
+from services.extractor.spool import safe_suffix, spool_dir
 
 
 @dataclass(frozen=True)
@@ -47,17 +44,9 @@ def remote_format(name: str, source: Source) -> str:
     return by_name or "auto"
 
 
-@contextlib.contextmanager
-def spool_dir(workdir: Path | None) -> Iterator[Path]:
-    """A private (0700) temporary directory, removed with everything in it afterwards."""
-    directory = Path(tempfile.mkdtemp(prefix="sluice-", dir=workdir))
-    try:
-        yield directory
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
-
-
 def spool_name(name: str) -> str:
     """A safe local file name keeping the object's extensions (they help format detection)."""
-    suffixes = "".join(PurePosixPath(name).suffixes[-2:])
-    return "object" + "".join(c for c in suffixes if c.isalnum() or c == ".")[:16]
+    return "object" + safe_suffix(name)
+
+
+__all__ = ["DiscoveredUnit", "SourceBackend", "remote_format", "spool_dir", "spool_name"]
