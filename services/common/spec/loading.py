@@ -20,8 +20,9 @@ def _construct(node: yaml.Node, path: Path_, lines: dict[Path_, int]) -> Any:
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             # Keys are names: YAML 1.1 would turn `on:` (alerts.on) into True, `1:` into 1.
-            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
-            if key is None:
+            if isinstance(key_node, yaml.ScalarNode):
+                key = key_node.value
+            else:
                 key = yaml.safe_load(yaml.serialize(key_node))
             result[key] = _construct(value_node, (*path, key), lines)
         return result
