@@ -41,7 +41,7 @@ test-unit: setup ## the fast unit tests only
 protos: setup ## regenerate services/common/proto from protos/
 	$(PY) scripts/gen_protos.py
 
-manifests: setup ## render k8s/base from the Helm chart with default values
+manifests: setup ## from helm/sluice: k8s/base, values.schema.json, the chart README's values table
 	$(PY) scripts/render_manifests.py
 
 bench: setup ## benchmarks under bench/, each printing a table against its baselines
