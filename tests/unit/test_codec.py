@@ -44,3 +44,13 @@ def test_empty_batch_round_trips() -> None:
 def test_garbage_payload_is_a_clear_error() -> None:
     with pytest.raises(CodecError, match="invalid Arrow IPC payload"):
         decode_batch(b"not arrow at all")
+
+
+def test_stream_with_two_batches_is_rejected() -> None:
+    batch = sample_batch()
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batch.schema) as writer:
+        writer.write_batch(batch)
+        writer.write_batch(batch)
+    with pytest.raises(CodecError, match="exactly one record batch per message, got 2"):
+        decode_batch(sink.getvalue().to_pybytes())
