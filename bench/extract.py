@@ -24,7 +24,6 @@ import datetime as dt
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -45,6 +44,7 @@ import xlwt
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from services.cli.stack import free_port  # noqa: E402
 from services.common.codec import from_message  # noqa: E402
 from services.common.proto.sluice.v1 import (  # noqa: E402
     data_pb2,
@@ -156,13 +156,6 @@ def raw_calamine(path: Path) -> int:
 def sluice_reader(path: Path) -> int:
     limits = ReadLimits()
     return sum(b.num_rows for b in read_batches(path, "auto", SourceOptions(), limits))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Service:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import http.server
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -16,16 +15,10 @@ from typing import Any
 import grpc
 import pytest
 
+from services.cli.stack import free_port
 from services.common.proto.sluice.v1 import data_pb2, extractor_pb2, extractor_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[3]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module")
