@@ -15,7 +15,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from services.common import lineage
 from services.common.spec.expr import parse_expression
 from services.common.spec.steps import (
     CastStep,
@@ -40,7 +39,7 @@ from services.transformer.steps.casting import (
     raise_on_bad,
     series_of,
 )
-from services.transformer.steps.context import UnitContext, column_names, require_columns
+from services.transformer.steps.context import UnitContext, lineage_columns, require_columns
 
 
 def apply_rename(frame: pd.DataFrame, step: RenameStep, ctx: UnitContext) -> pd.DataFrame:
@@ -52,7 +51,7 @@ def apply_rename(frame: pd.DataFrame, step: RenameStep, ctx: UnitContext) -> pd.
 
 def apply_select(frame: pd.DataFrame, step: SelectStep, ctx: UnitContext) -> pd.DataFrame:
     require_columns(frame, step.select, "select", ctx)
-    return frame[_selected(column_names(frame), step)]
+    return frame[_selected(frame, step)]
 
 
 def apply_drop(frame: pd.DataFrame, step: DropStep, ctx: UnitContext) -> pd.DataFrame:
@@ -72,7 +71,7 @@ def rename_batch(batch: pa.RecordBatch, step: RenameStep, ctx: UnitContext) -> p
 
 def select_batch(batch: pa.RecordBatch, step: SelectStep, ctx: UnitContext) -> pa.RecordBatch:
     require_columns(batch, step.select, "select", ctx)
-    names = _selected(batch.schema.names, step)
+    names = _selected(batch, step)
     return pa.RecordBatch.from_arrays([batch.column(name) for name in names], names=names)
 
 
@@ -94,10 +93,9 @@ def _refuse_twice(columns: pd.Index, ctx: UnitContext) -> None:
         )
 
 
-def _selected(names: list[str], step: SelectStep) -> list[str]:
+def _selected(frame: pd.DataFrame | pa.RecordBatch, step: SelectStep) -> list[str]:
     """The selected columns in order, then the lineage columns the selection leaves out."""
-    lineage_columns = [c for c in names if c.startswith(lineage.PREFIX)]
-    return [*step.select, *(c for c in lineage_columns if c not in step.select)]
+    return [*step.select, *(c for c in lineage_columns(frame) if c not in step.select)]
 
 
 def apply_cast(frame: pd.DataFrame, step: CastStep, ctx: UnitContext) -> pd.DataFrame:

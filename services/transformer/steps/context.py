@@ -38,6 +38,11 @@ def user_columns(frame: pd.DataFrame | pa.RecordBatch) -> list[str]:
     return [c for c in column_names(frame) if not c.startswith(lineage.PREFIX)]
 
 
+def lineage_columns(frame: pd.DataFrame | pa.RecordBatch) -> list[str]:
+    """The ``_sluice_*`` lineage columns, which steps carry through without showing them."""
+    return [c for c in column_names(frame) if c.startswith(lineage.PREFIX)]
+
+
 def require_columns(
     frame: pd.DataFrame | pa.RecordBatch, columns: Iterable[str], step: str, ctx: UnitContext
 ) -> None:

@@ -21,11 +21,10 @@ from typing import Any
 
 import pandas as pd
 
-from services.common import lineage
 from services.common.errors import SluiceError
 from services.common.spec.steps import PythonStep
 from services.transformer.errors import StepFailed
-from services.transformer.steps.context import UnitContext
+from services.transformer.steps.context import UnitContext, lineage_columns
 
 ENTRY_POINT_GROUP = "sluice.steps"
 StepFunction = Callable[..., pd.DataFrame]
@@ -78,7 +77,7 @@ class CustomStep:
     def __call__(self, frame: pd.DataFrame) -> pd.DataFrame:
         if self.function is None:
             self.function = resolve(self.step.python, self.label, self.ctx)
-        hidden = [c for c in frame.columns if str(c).startswith(lineage.PREFIX)]
+        hidden = lineage_columns(frame)
         visible = frame.drop(columns=hidden)
         try:
             result: Any = self.function(visible, **self.step.args)
