@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from services.cli.stack import LocalStack, Ports, StackConfig
+from services.orchestrator.state.models import FINAL_STATUSES
 
 ROOT = Path(__file__).resolve().parents[1]
 PG_DSN = os.environ.get("SLUICE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -98,7 +99,7 @@ def wait_for_run(url: str, run_id: str, timeout: float = 120.0) -> dict[str, Any
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         run: dict[str, Any] = httpx.get(f"{url}/api/v1/runs/{run_id}", timeout=10).json()
-        if run["status"] in ("succeeded", "failed", "cancelled", "skipped"):
+        if run["status"] in FINAL_STATUSES:
             return run
         time.sleep(0.2)
     raise AssertionError(f"run {run_id} did not finish within {timeout}s")
