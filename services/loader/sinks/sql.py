@@ -91,8 +91,6 @@ def postgres_type(arrow_type: pa.DataType) -> str:
         return "time"
     if pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type):
         return "bytea"
-    if pa.types.is_null(arrow_type):
-        return "text"
     return "text"
 
 
