@@ -70,6 +70,10 @@ def _check_regex(pattern: str) -> str:
     return pattern
 
 
+ColumnNames = Annotated[list[str], Field(min_length=1)]
+"""The column list of select, drop, trim, lower and upper: at least one name."""
+
+
 class RenameStep(StepBase):
     """``rename: {old: new}``."""
 
@@ -79,13 +83,13 @@ class RenameStep(StepBase):
 class SelectStep(StepBase):
     """``select: [a, b]``: keep these columns, in this order."""
 
-    select: list[str] = Field(min_length=1)
+    select: ColumnNames
 
 
 class DropStep(StepBase):
     """``drop: [a, b]``: remove these columns."""
 
-    drop: list[str] = Field(min_length=1)
+    drop: ColumnNames
 
 
 class CastSpec(Strict):
@@ -184,15 +188,15 @@ class ParseStep(StepBase):
 class TrimStep(StepBase):
     """``trim: [a, b]``: strip leading and trailing whitespace."""
 
-    trim: list[str] = Field(min_length=1)
+    trim: ColumnNames
 
 
 class LowerStep(StepBase):
-    lower: list[str] = Field(min_length=1)
+    lower: ColumnNames
 
 
 class UpperStep(StepBase):
-    upper: list[str] = Field(min_length=1)
+    upper: ColumnNames
 
 
 class ReplaceSpec(Strict):
