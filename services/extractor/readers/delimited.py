@@ -66,20 +66,6 @@ def sniff_delimiter(sample: str, quotechar: str) -> str:
     return best
 
 
-def dedupe(names: list[str]) -> list[str]:
-    """Column names made unique and non-empty (``a, a`` -> ``a, a_2``; ``""`` -> ``column_3``)."""
-    seen: dict[str, int] = {}
-    result = []
-    for index, raw in enumerate(names, start=1):
-        name = raw.strip() or f"column_{index}"
-        if name in seen:
-            seen[name] += 1
-            name = f"{name}_{seen[name]}"
-        seen.setdefault(name, 1)
-        result.append(name)
-    return result
-
-
 class DelimitedReader:
     """csv / tsv / psv / delimited txt; ``default_delimiter`` None means sniff."""
 
@@ -99,7 +85,9 @@ class DelimitedReader:
         first = next(csv.reader(io.StringIO(body), delimiter=delimiter), None)
         if first is None:
             return iter(())
-        names = dedupe(first) if options.header else [f"f{i}" for i in range(len(first))]
+        names = (
+            schemas.unique_names(first) if options.header else [f"f{i}" for i in range(len(first))]
+        )
         whole_file = path.stat().st_size <= SAMPLE_BYTES
         if whole_file and options.header and not any(s.strip() for s in body.splitlines()[1:]):
             return iter(())  # header only (pyarrow refuses a header without a newline)
@@ -397,7 +385,7 @@ def _find_value(
             handle.readline()
         reader = csv.reader(handle, delimiter=delimiter, quotechar=options.quotechar)
         header = next(reader, None) if options.header else None
-        names = dedupe(header) if header else []
+        names = schemas.unique_names(header) if header else []
         column = names[index] if index < len(names) else f"f{index}"
         previous_end = options.skip_rows + (1 if options.header else 0)
         for row in reader:

@@ -35,7 +35,6 @@ from services.common.spec.source import SourceOptions
 from services.extractor.readers import schema as schemas
 from services.extractor.readers.base import BatchIterator, ReadLimits, gc_paused, rebatch
 from services.extractor.readers.cells import column_index, column_letters
-from services.extractor.readers.delimited import dedupe
 from services.extractor.readers.excel_errors import find_error_cells
 
 log = logging.getLogger(__name__)
@@ -86,7 +85,7 @@ class _Sheet:
             texts = [_text(v) for v in values]
             while texts and texts[-1] == "":  # trailing blank header cells: not columns
                 texts.pop()
-            self.header = dedupe(texts)
+            self.header = schemas.unique_names(texts)
             self.header_row = number
         else:
             self.header = [f"f{i}" for i in range(len(values))]

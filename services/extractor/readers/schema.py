@@ -38,6 +38,20 @@ SAMPLE_ROWS = 10_000
 """Rows of the first batch types are first tried on."""
 
 
+def unique_names(names: list[str]) -> list[str]:
+    """Column names made unique and non-empty (``a, a`` -> ``a, a_2``; ``""`` -> ``column_3``)."""
+    seen: dict[str, int] = {}
+    result = []
+    for index, raw in enumerate(names, start=1):
+        name = raw.strip() or f"column_{index}"
+        if name in seen:
+            seen[name] += 1
+            name = f"{name}_{seen[name]}"
+        seen.setdefault(name, 1)
+        result.append(name)
+    return result
+
+
 def null_values(options: SourceOptions) -> list[str]:
     return DEFAULT_NULLS if options.null_values is None else options.null_values
 
