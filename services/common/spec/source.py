@@ -96,7 +96,6 @@ class SourceOptions(Strict):
         default=None, description="Excel cells to read, e.g. B3:F200 or B3:F (open-ended)"
     )
     on_bad_row: OnBadRow = "error"
-    block_size_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024)
     column_types: dict[str, str] | None = Field(
         default=None,
         description="declared types by column name (string, int64, float64, bool, date, "
