@@ -33,13 +33,14 @@ RUNBOOK = ROOT / "docs" / "runbook.md"
 METRICS_DOC = ROOT / "docs" / "metrics.md"
 
 
-def require_tool(name: str) -> str:
-    """Path of a binary; missing means skip locally and fail under CI=true."""
+def require_tool(name: str, packages: str = "prometheus") -> str:
+    """Path of a binary from the Debian ``packages``; missing means skip locally and fail under
+    CI=true."""
     path = shutil.which(name)
     if path:
         return path
     message = (
-        f"{name} is not installed: apt-get install -y --no-install-recommends prometheus "
+        f"{name} is not installed: apt-get install -y --no-install-recommends {packages} "
         "(listed in .ci/apt-packages.txt)"
     )
     if os.environ.get("CI", "").lower() == "true":

@@ -14,6 +14,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from tests.deploy.observability.prom import require_tool
 from tests.deploy.platform.chart import (
     ROOT,
     VALUES_CASES,
@@ -140,9 +141,8 @@ def prometheus_operator_models() -> Path:
     marker = NODE_MODULES / "@kubernetes-models" / "prometheus-operator" / "package.json"
     if marker.exists():
         return NODE_MODULES
-    npm = shutil.which("npm")
-    if npm is None or shutil.which("node") is None:
-        pytest.skip("node/npm are not installed: prometheus-operator models unavailable")
+    require_tool("node", "nodejs npm")
+    npm = require_tool("npm", "nodejs npm")
     result = subprocess.run(
         [
             npm,
