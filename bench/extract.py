@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from services.cli.stack import free_port  # noqa: E402
-from services.common.codec import from_message  # noqa: E402
+from services.common import wire  # noqa: E402
 from services.common.proto.sluice.v1 import (  # noqa: E402
     data_pb2,
     extractor_pb2,
@@ -178,6 +178,7 @@ class Service:
         self.channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=options)
         grpc.channel_ready_future(self.channel).result(timeout=60)
         self.stub = extractor_pb2_grpc.ExtractorStub(self.channel)
+        self.pull_batches = wire.pull_method(self.channel, "Extractor")  # as the services do
 
     def pull(self, path: Path) -> int:
         source = {"uri": path.as_uri()}
@@ -193,8 +194,8 @@ class Service:
         rows = 0
         for unit in units:
             request = data_pb2.UnitRequest(unit=unit, task_spec_json=json.dumps(task))
-            for message in self.stub.Pull(request, timeout=3600):
-                rows += from_message(message).num_rows
+            for message in self.pull_batches(request, timeout=3600):
+                rows += message.batch().num_rows
         return rows
 
     def peak_rss_mb(self) -> float:

@@ -17,18 +17,24 @@ class CodecError(SluiceError):
     code = "codec_error"
 
 
-def encode_batch(batch: pa.RecordBatch) -> bytes:
-    """Serialise one record batch as an Arrow IPC stream."""
+def ipc_stream(batch: pa.RecordBatch) -> pa.Buffer:
+    """One record batch as an Arrow IPC stream, in an Arrow buffer."""
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, batch.schema) as writer:
         writer.write_batch(batch)
-    return bytes(sink.getvalue().to_pybytes())
+    return sink.getvalue()
 
 
-def decode_batch(payload: bytes) -> pa.RecordBatch:
-    """Read the single record batch of an Arrow IPC stream."""
+def encode_batch(batch: pa.RecordBatch) -> bytes:
+    """Serialise one record batch as an Arrow IPC stream."""
+    return bytes(ipc_stream(batch).to_pybytes())
+
+
+def decode_batch(payload: bytes | pa.Buffer) -> pa.RecordBatch:
+    """Read the single record batch of an Arrow IPC stream (the batch shares its memory)."""
     try:
-        reader = pa.ipc.open_stream(pa.py_buffer(payload))
+        buffer = payload if isinstance(payload, pa.Buffer) else pa.py_buffer(payload)
+        reader = pa.ipc.open_stream(buffer)
         batches = list(reader)
     except pa.ArrowInvalid as exc:
         raise CodecError(f"invalid Arrow IPC payload: {exc}") from exc
@@ -37,24 +43,7 @@ def decode_batch(payload: bytes) -> pa.RecordBatch:
     return batches[0]
 
 
-def to_message(
-    batch: pa.RecordBatch,
-    *,
-    unit_id: str,
-    seq: int,
-    row_offset: int,
-    kind: data_pb2.BatchKind.ValueType = data_pb2.BATCH_KIND_DATA,
-) -> data_pb2.RecordBatch:
-    """Wrap a batch with its lineage (unit, sequence number, first row) for the wire."""
-    return data_pb2.RecordBatch(
-        unit_id=unit_id,
-        seq=seq,
-        row_offset=row_offset,
-        arrow_ipc=encode_batch(batch),
-        kind=kind,
-        num_rows=batch.num_rows,
-    )
-
-
 def from_message(message: data_pb2.RecordBatch) -> pa.RecordBatch:
+    """The batch of a message parsed with the generated class (services use
+    :mod:`services.common.wire`, which avoids copying the payload)."""
     return decode_batch(message.arrow_ipc)

@@ -22,6 +22,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from services.common import wire
 from services.common.errors import SluiceError, to_metadata
 from services.common.logs import bind_context
 from services.common.metrics import GRPC_INFLIGHT, GRPC_SERVER_CALLS, GRPC_SERVER_SECONDS
@@ -88,7 +89,9 @@ class SluiceServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return grpc.unary_stream_rpc_method_handler(
                 self._wrap_stream(handler.unary_stream, method),
                 request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
+                # The streams carry record batches the services encode themselves
+                # (services.common.wire); anything else serialises as usual.
+                response_serializer=wire.serialize,
             )
         return handler
 

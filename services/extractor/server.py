@@ -14,7 +14,7 @@ from typing import Any
 import grpc
 import pyarrow as pa
 
-from services.common.codec import to_message
+from services.common import wire
 from services.common.errors import BadInput, SluiceError, SpecError
 from services.common.grpc_server import (
     TRACE_ID_METADATA_KEY,
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 def _next_message(
     batches: Iterator[pa.RecordBatch], unit_id: str, seq: int, row_offset: int
-) -> data_pb2.RecordBatch | None:
+) -> wire.OutgoingBatch | None:
     """The wire message of the reader's next batch (None at the end).
 
     Reading and encoding both run in a worker thread: serialising a batch of a few MiB on the
@@ -50,7 +50,41 @@ def _next_message(
     if batch is None:
         return None
     kind = data_pb2.BATCH_KIND_REJECTED if is_rejected(batch) else data_pb2.BATCH_KIND_DATA
-    return to_message(batch, unit_id=unit_id, seq=seq, row_offset=row_offset, kind=kind)
+    return wire.encode(batch, unit_id=unit_id, seq=seq, row_offset=row_offset, kind=kind)
+
+
+class _ReadAhead:
+    """Reads and encodes the reader's next batch in a worker thread while the caller sends
+    the current one, so parsing overlaps the gRPC write instead of waiting for it.
+
+    At most one batch is read ahead: memory grows by one batch, and back-pressure still
+    reaches the reader (it stops when the consumer stops pulling).
+    """
+
+    def __init__(self, batches: Iterator[pa.RecordBatch], unit_id: str) -> None:
+        self._batches = batches
+        self._unit_id = unit_id
+        self._pending: asyncio.Future[wire.OutgoingBatch | None] | None = None
+
+    def fetch(self, seq: int, row_offset: int) -> None:
+        """Start reading the batch that will go out as ``seq``, starting at ``row_offset``."""
+        # Readers block (file I/O, parsing); keep the event loop free for other streams.
+        self._pending = asyncio.ensure_future(
+            asyncio.to_thread(_next_message, self._batches, self._unit_id, seq, row_offset)
+        )
+
+    async def next(self) -> wire.OutgoingBatch | None:
+        assert self._pending is not None, "fetch() first"
+        pending, self._pending = self._pending, None
+        return await pending
+
+    async def close(self) -> None:
+        """Wait for a read in flight (a cancelled stream must not leave a thread inside the
+        reader while its file is removed); its error, if any, no longer matters."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.shield(pending)
 
 
 def source_of_task(task_spec_json: str) -> Source:
@@ -99,9 +133,9 @@ class ExtractorService(extractor_pb2_grpc.ExtractorServicer):
             ]
         )
 
-    async def Pull(
+    async def Pull(  # type: ignore[override]  # yields pre-encoded RecordBatch messages
         self, request: data_pb2.UnitRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[data_pb2.RecordBatch]:
+    ) -> AsyncIterator[wire.OutgoingBatch]:
         source = source_of_task(request.task_spec_json)
         unit = request.unit
         labels = (request.pipeline, request.task)
@@ -125,7 +159,7 @@ class ExtractorService(extractor_pb2_grpc.ExtractorServicer):
 
     async def _stream(
         self, source: Source, unit: data_pb2.Unit, labels: tuple[str, str]
-    ) -> AsyncIterator[data_pb2.RecordBatch]:
+    ) -> AsyncIterator[wire.OutgoingBatch]:
         limits = ReadLimits(
             batch_bytes=self.settings.limits.batch_bytes,
             max_line_bytes=self.settings.limits.max_line_bytes,
@@ -141,21 +175,29 @@ class ExtractorService(extractor_pb2_grpc.ExtractorServicer):
             path, fmt, label = opened
             try:
                 batches = await asyncio.to_thread(read_batches, path, fmt, source.options, limits)
-                while True:
-                    started = time.perf_counter()
-                    # Readers block (file I/O, parsing); keep the event loop free for others.
-                    message = await asyncio.to_thread(_next_message, batches, unit.id, seq, offset)
-                    if message is None:
-                        break
-                    metrics.BATCH_SECONDS.labels(unit.format).observe(time.perf_counter() - started)
-                    metrics.BYTES.labels(*labels, unit.format).inc(len(message.arrow_ipc))
-                    yield message
-                    seq += 1
-                    if message.kind == data_pb2.BATCH_KIND_REJECTED:
-                        quarantined += message.num_rows
-                        continue
-                    metrics.ROWS.labels(*labels, unit.format).inc(message.num_rows)
-                    offset += message.num_rows
+                ahead = _ReadAhead(batches, unit.id)
+                try:
+                    ahead.fetch(seq, offset)
+                    while True:
+                        started = time.perf_counter()
+                        message = await ahead.next()
+                        if message is None:
+                            break
+                        metrics.BATCH_SECONDS.labels(unit.format).observe(
+                            time.perf_counter() - started
+                        )
+                        seq += 1
+                        if message.kind == data_pb2.BATCH_KIND_REJECTED:
+                            quarantined += message.num_rows
+                        else:
+                            metrics.ROWS.labels(*labels, unit.format).inc(message.num_rows)
+                            offset += message.num_rows
+                        # The next batch is read and encoded while this one is on the wire.
+                        ahead.fetch(seq, offset)
+                        metrics.BYTES.labels(*labels, unit.format).inc(message.payload_bytes)
+                        yield message
+                finally:
+                    await ahead.close()
             except SluiceError as err:
                 raise _relabel(err, str(path), label) from None
             except (pa.ArrowException, ValueError, UnicodeError, EOFError) as exc:

@@ -12,7 +12,7 @@ from typing import Any
 
 import grpc
 
-from services.common.codec import from_message
+from services.common import wire
 from services.common.grpc_client import call_metadata, open_channel, stream
 from services.common.grpc_server import (
     TRACE_ID_METADATA_KEY,
@@ -23,10 +23,8 @@ from services.common.grpc_server import (
 from services.common.logs import bind_context
 from services.common.proto.sluice.v1 import (
     data_pb2,
-    extractor_pb2_grpc,
     loader_pb2,
     loader_pb2_grpc,
-    transformer_pb2_grpc,
 )
 from services.common.spec.model import Destination, EtlTask
 from services.common.spec.render import SecretResolver
@@ -44,10 +42,10 @@ class LoaderService(loader_pb2_grpc.LoaderServicer):
         self.settings = settings
         self.secrets = secrets
         size = settings.grpc.max_message_bytes
-        self.transformer = transformer_pb2_grpc.TransformerStub(
-            open_channel(settings.transformer, size)
+        self.pull_transformer = wire.pull_method(
+            open_channel(settings.transformer, size), "Transformer"
         )
-        self.extractor = extractor_pb2_grpc.ExtractorStub(open_channel(settings.extractor, size))
+        self.pull_extractor = wire.pull_method(open_channel(settings.extractor, size), "Extractor")
 
     async def Load(
         self, request: data_pb2.UnitRequest, context: grpc.aio.ServicerContext
@@ -123,10 +121,10 @@ class LoaderService(loader_pb2_grpc.LoaderServicer):
         trace_id: str | None,
     ) -> tuple[Any, str]:
         """Start the unit's stream from the transformer (or the extractor when no steps)."""
-        upstream: Any = self.transformer if task.transform else self.extractor
+        pull = self.pull_transformer if task.transform else self.pull_extractor
         peer = "transformer" if task.transform else "extractor"
         remaining = context.time_remaining()
-        call = upstream.Pull(
+        call = pull(
             request,
             metadata=call_metadata(request.run_id, trace_id),
             timeout=remaining if remaining else self.settings.transformer.deadline_seconds,
@@ -138,8 +136,9 @@ class LoaderService(loader_pb2_grpc.LoaderServicer):
     ) -> loader_pb2.LoadResponse:
         counts = WriteCounts()
         rows_in = bytes_in = batches = 0
+        message: wire.IncomingBatch
         async for message in stream(call, peer):
-            batch = from_message(message)
+            batch = message.batch()
             batch_started = time.perf_counter()
             batches += 1
             bytes_in += len(message.arrow_ipc)

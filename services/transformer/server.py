@@ -10,7 +10,7 @@ from typing import Any
 
 import grpc
 
-from services.common.codec import from_message, to_message
+from services.common import wire
 from services.common.grpc_client import call_metadata, open_channel, stream
 from services.common.grpc_server import (
     TRACE_ID_METADATA_KEY,
@@ -21,7 +21,6 @@ from services.common.grpc_server import (
 from services.common.logs import bind_context
 from services.common.proto.sluice.v1 import (
     data_pb2,
-    extractor_pb2_grpc,
     transformer_pb2,
     transformer_pb2_grpc,
 )
@@ -39,11 +38,11 @@ class TransformerService(transformer_pb2_grpc.TransformerServicer):
         self.settings = settings
         self.secrets = secrets
         self.channel = open_channel(settings.extractor, settings.grpc.max_message_bytes)
-        self.extractor = extractor_pb2_grpc.ExtractorStub(self.channel)
+        self.pull_extractor = wire.pull_method(self.channel, "Extractor")
 
-    async def Pull(
+    async def Pull(  # type: ignore[override]  # yields pre-encoded RecordBatch messages
         self, request: data_pb2.UnitRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[data_pb2.RecordBatch]:
+    ) -> AsyncIterator[wire.OutgoingBatch]:
         task = EtlTask.model_validate_json(request.task_spec_json)
         trace_id = metadata_value(context, TRACE_ID_METADATA_KEY)
         labels = (request.pipeline, request.task)
@@ -75,24 +74,23 @@ class TransformerService(transformer_pb2_grpc.TransformerServicer):
                 secrets=self.secrets,
             )
             remaining = context.time_remaining()
-            call = self.extractor.Pull(
+            call = self.pull_extractor(
                 request,
                 metadata=call_metadata(request.run_id, trace_id),
                 timeout=remaining if remaining else self.settings.extractor.deadline_seconds,
             )
             seq = 0
+            message: wire.IncomingBatch
             async for message in stream(call, "extractor"):
                 if message.kind == data_pb2.BATCH_KIND_REJECTED:
                     # Rows the extractor quarantined (ragged lines): on to the loader as they are.
-                    forwarded = data_pb2.RecordBatch()
-                    forwarded.CopyFrom(message)
-                    forwarded.seq = seq
+                    forwarded = message.forward(seq=seq)
                     seq += 1
                     metrics.ROWS_REJECTED.labels(*labels, "bad_row").inc(message.num_rows)
                     yield forwarded
                     continue
                 batch_started = time.perf_counter()
-                result = transform.apply(from_message(message), message.row_offset)
+                result = transform.apply(message.batch(), message.row_offset)
                 metrics.ROWS_IN.labels(*labels).inc(message.num_rows)
                 for kind, batch in (
                     (data_pb2.BATCH_KIND_DATA, result.good),
@@ -100,7 +98,7 @@ class TransformerService(transformer_pb2_grpc.TransformerServicer):
                 ):
                     if batch is None or (batch.num_rows == 0 and kind != data_pb2.BATCH_KIND_DATA):
                         continue
-                    out = to_message(
+                    out = wire.encode(
                         batch,
                         unit_id=request.unit.id,
                         seq=seq,
@@ -108,7 +106,7 @@ class TransformerService(transformer_pb2_grpc.TransformerServicer):
                         kind=kind,
                     )
                     seq += 1
-                    metrics.BYTES.labels(*labels).inc(len(out.arrow_ipc))
+                    metrics.BYTES.labels(*labels).inc(out.payload_bytes)
                     yield out
                 metrics.ROWS_OUT.labels(*labels).inc(result.good.num_rows if result.good else 0)
                 if result.rejected is not None:

@@ -6,8 +6,7 @@ from decimal import Decimal
 import pyarrow as pa
 import pytest
 
-from services.common.codec import CodecError, decode_batch, encode_batch, from_message, to_message
-from services.common.proto.sluice.v1 import data_pb2
+from services.common.codec import CodecError, decode_batch, encode_batch
 
 
 def sample_batch() -> pa.RecordBatch:
@@ -26,14 +25,6 @@ def test_round_trip_keeps_schema_and_values() -> None:
     decoded = decode_batch(encode_batch(batch))
     assert decoded.schema == batch.schema
     assert decoded.to_pydict() == batch.to_pydict()
-
-
-def test_message_carries_lineage() -> None:
-    message = to_message(sample_batch(), unit_id="u1", seq=4, row_offset=300)
-    wire = data_pb2.RecordBatch.FromString(message.SerializeToString())
-    assert (wire.unit_id, wire.seq, wire.row_offset, wire.num_rows) == ("u1", 4, 300, 3)
-    assert wire.kind == data_pb2.BATCH_KIND_DATA
-    assert from_message(wire).num_rows == 3
 
 
 def test_empty_batch_round_trips() -> None:

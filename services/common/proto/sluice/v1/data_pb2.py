@@ -24,19 +24,19 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14sluice/v1/data.proto\x12\tsluice.v1\"h\n\x04Unit\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03uri\x18\x02 \x01(\t\x12\x0e\n\x06member\x18\x03 \x01(\t\x12\x13\n\x0b\x66ingerprint\x18\x04 \x01(\t\x12\x12\n\nsize_bytes\x18\x05 \x01(\x03\x12\x0e\n\x06\x66ormat\x18\x06 \x01(\t\"\x88\x01\n\x0bRecordBatch\x12\x0f\n\x07unit_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x03\x12\x12\n\nrow_offset\x18\x03 \x01(\x03\x12\x11\n\tarrow_ipc\x18\x04 \x01(\x0c\x12\"\n\x04kind\x18\x05 \x01(\x0e\x32\x14.sluice.v1.BatchKind\x12\x10\n\x08num_rows\x18\x06 \x01(\x03\"t\n\x0bUnitRequest\x12\x1d\n\x04unit\x18\x01 \x01(\x0b\x32\x0f.sluice.v1.Unit\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x10\n\x08pipeline\x18\x03 \x01(\t\x12\x0c\n\x04task\x18\x04 \x01(\t\x12\x16\n\x0etask_spec_json\x18\x05 \x01(\t*U\n\tBatchKind\x12\x1a\n\x16\x42\x41TCH_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x42\x41TCH_KIND_DATA\x10\x01\x12\x17\n\x13\x42\x41TCH_KIND_REJECTED\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14sluice/v1/data.proto\x12\tsluice.v1\"h\n\x04Unit\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03uri\x18\x02 \x01(\t\x12\x0e\n\x06member\x18\x03 \x01(\t\x12\x13\n\x0b\x66ingerprint\x18\x04 \x01(\t\x12\x12\n\nsize_bytes\x18\x05 \x01(\x03\x12\x0e\n\x06\x66ormat\x18\x06 \x01(\t\"\x99\x01\n\x0bRecordBatch\x12\x0f\n\x07unit_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x03\x12\x12\n\nrow_offset\x18\x03 \x01(\x03\x12\x11\n\tarrow_ipc\x18\x04 \x01(\x0c\x12\"\n\x04kind\x18\x05 \x01(\x0e\x32\x14.sluice.v1.BatchKind\x12\x10\n\x08num_rows\x18\x06 \x01(\x03\x12\x0f\n\x07padding\x18\x07 \x01(\x0c\"t\n\x0bUnitRequest\x12\x1d\n\x04unit\x18\x01 \x01(\x0b\x32\x0f.sluice.v1.Unit\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x10\n\x08pipeline\x18\x03 \x01(\t\x12\x0c\n\x04task\x18\x04 \x01(\t\x12\x16\n\x0etask_spec_json\x18\x05 \x01(\t*U\n\tBatchKind\x12\x1a\n\x16\x42\x41TCH_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x42\x41TCH_KIND_DATA\x10\x01\x12\x17\n\x13\x42\x41TCH_KIND_REJECTED\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sluice.v1.data_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_BATCHKIND']._serialized_start=398
-  _globals['_BATCHKIND']._serialized_end=483
+  _globals['_BATCHKIND']._serialized_start=415
+  _globals['_BATCHKIND']._serialized_end=500
   _globals['_UNIT']._serialized_start=35
   _globals['_UNIT']._serialized_end=139
   _globals['_RECORDBATCH']._serialized_start=142
-  _globals['_RECORDBATCH']._serialized_end=278
-  _globals['_UNITREQUEST']._serialized_start=280
-  _globals['_UNITREQUEST']._serialized_end=396
+  _globals['_RECORDBATCH']._serialized_end=295
+  _globals['_UNITREQUEST']._serialized_start=297
+  _globals['_UNITREQUEST']._serialized_end=413
 # @@protoc_insertion_point(module_scope)

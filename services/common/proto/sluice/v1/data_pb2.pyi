@@ -91,6 +91,7 @@ class RecordBatch(_message.Message):
     ARROW_IPC_FIELD_NUMBER: _builtins.int
     KIND_FIELD_NUMBER: _builtins.int
     NUM_ROWS_FIELD_NUMBER: _builtins.int
+    PADDING_FIELD_NUMBER: _builtins.int
     unit_id: _builtins.str
     seq: _builtins.int
     """Sequence number of this batch inside the unit stream, from 0."""
@@ -99,6 +100,10 @@ class RecordBatch(_message.Message):
     arrow_ipc: _builtins.bytes
     kind: Global___BatchKind.ValueType
     num_rows: _builtins.int
+    padding: _builtins.bytes
+    """Ignored by receivers: senders size it so that arrow_ipc, written after it, starts at an
+    8-byte boundary of the message and Arrow can read the payload in place.
+    """
     def __init__(
         self,
         *,
@@ -108,10 +113,11 @@ class RecordBatch(_message.Message):
         arrow_ipc: _builtins.bytes = ...,
         kind: Global___BatchKind.ValueType = ...,
         num_rows: _builtins.int = ...,
+        padding: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["arrow_ipc", b"arrow_ipc", "kind", b"kind", "num_rows", b"num_rows", "row_offset", b"row_offset", "seq", b"seq", "unit_id", b"unit_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arrow_ipc", b"arrow_ipc", "kind", b"kind", "num_rows", b"num_rows", "padding", b"padding", "row_offset", b"row_offset", "seq", b"seq", "unit_id", b"unit_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
