@@ -115,9 +115,7 @@ class _Sheet:
                 pad = [""] * start_col
                 block = [(pad + values)[self.left : right] for values in block]
             numbers = range(number, number + len(block))
-            # Blank-row test with C-level maps; the Python filter runs only when there are any.
-            blanks = map(operator.eq, map(list.count, block, itertools.repeat("")), map(len, block))
-            if any(blanks):
+            if _has_blank_row(block):
                 self.saw_blank = True
                 kept = [
                     (n, cells)
@@ -148,6 +146,19 @@ class _Sheet:
         if set(map(len, cells)) != {width}:
             cells = [(row + [""] * (width - len(row)))[:width] for row in cells]
         return list(zip(*cells, strict=True)) or [() for _ in range(width)]
+
+
+def _has_blank_row(block: list[list[Any]]) -> bool:
+    """Whether a row of ``block`` has only empty cells.
+
+    calamine gives every row the sheet's width, so the usual test is one list comparison per
+    row, which stops at the first cell (a filled first cell settles it).
+    """
+    widths = set(map(len, block))
+    if len(widths) == 1:
+        return [""] * widths.pop() in block
+    counts = map(list.count, block, itertools.repeat(""))
+    return any(map(operator.eq, counts, map(len, block)))
 
 
 def _text(value: Any) -> str:
@@ -290,19 +301,13 @@ class ExcelReader:
                 continue
             index = positions.get(field.name)
             column = columns[index] if index is not None and index < len(columns) else ()
-            blank = "" in column  # C-speed scans, as are the Arrow conversions
-            sheet.saw_blank = sheet.saw_blank or blank
-            bad_cells = 0
-            # Error texts ("#N/A" typed as text) can only pass the fast path of a string column.
-            if field.type == pa.string() and not _ERRORS.isdisjoint(column):
-                bad_cells = sum(1 for v in column if v.__class__ is str and v in _ERRORS)
+            fast, blank, bad_cells = _fast_column(column, field.type, nulls, len(chunk))
             errors += bad_cells
-            fast = None if bad_cells else _fast_column(column, field.type, nulls, len(chunk), blank)
-            arrays.append(
-                fast
-                if fast is not None
-                else _slow_column(column, field, sheet, numbers, (index or 0) + sheet.left, nulls)
-            )
+            if fast is None:
+                blank = "" in column
+                fast = _slow_column(column, field, sheet, numbers, (index or 0) + sheet.left, nulls)
+            sheet.saw_blank = sheet.saw_blank or blank
+            arrays.append(fast)
         return pa.RecordBatch.from_arrays(arrays, schema=schema), errors
 
 
@@ -345,29 +350,61 @@ def _encrypted(path: Path) -> bool:
     return head.startswith(_OLE2) and _ENCRYPTED_STREAM in head
 
 
+_ERROR_TEXTS = pa.array(sorted(_ERRORS), pa.string())
+_CONVERSION_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError)
+
+
 def _fast_column(
-    column: tuple[Any, ...], kind: pa.DataType, nulls: set[str], rows: int, blank: bool
-) -> pa.Array | None:
-    """The column converted by Arrow in one call, or None when a cell needs the careful path."""
+    column: tuple[Any, ...], kind: pa.DataType, nulls: set[str], rows: int
+) -> tuple[pa.Array | None, bool, int]:
+    """The column converted by Arrow in one call, whether it held blank cells, and how many
+    error texts (``#N/A`` typed as text) it held; None when a cell needs the careful path.
+
+    The conversion is tried on the cells as they are first: blank cells fail it for every
+    type but text, so the columns without any (most of them) are never scanned for blanks.
+    """
     if not column:
-        return pa.nulls(rows, kind)
-    values = [None if v == "" else v for v in column] if blank else column
+        return pa.nulls(rows, kind), False, 0
+    if kind == pa.string():
+        return _fast_text(column, nulls)
+    blank = False
     try:
-        if kind == pa.int64():
-            return pc.cast(pa.array(values, pa.float64()), pa.int64())  # safe: whole numbers only
-        if kind in (pa.float64(), pa.bool_(), pa.timestamp("us"), pa.date32()):
-            array = pa.array(values, kind)
-        elif kind == pa.string():
-            array = pa.array(values, pa.string())
-        else:
-            return None
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
-        return None
-    if kind == pa.string() and nulls and pc.any(pc.is_in(array, pa.array(list(nulls)))).as_py():
-        return None
-    if kind == pa.date32() and dt.datetime in set(map(type, values)):
-        return None  # a datetime with a time of day must not be truncated silently
-    return array
+        array = _convert(column, kind)
+    except _CONVERSION_ERRORS:
+        if "" not in column:
+            return None, False, 0
+        blank = True
+        try:
+            array = _convert([None if v == "" else v for v in column], kind)
+        except _CONVERSION_ERRORS:
+            return None, True, 0
+    if array is None or (kind == pa.date32() and dt.datetime in set(map(type, column))):
+        return None, blank, 0  # a datetime with a time of day must not be truncated silently
+    return array, blank, 0
+
+
+def _convert(values: Sequence[Any], kind: pa.DataType) -> pa.Array | None:
+    if kind == pa.int64():
+        return pc.cast(pa.array(values, pa.float64()), pa.int64())  # safe: whole numbers only
+    if kind in (pa.float64(), pa.bool_(), pa.timestamp("us"), pa.date32()):
+        return pa.array(values, kind)
+    return None
+
+
+def _fast_text(column: tuple[Any, ...], nulls: set[str]) -> tuple[pa.Array | None, bool, int]:
+    """A text column: blank cells become nulls; error texts and null markers take the careful
+    path (which turns them into nulls too), counted for the warning."""
+    try:
+        array = pa.array(column, pa.string())
+    except _CONVERSION_ERRORS:
+        return None, False, 0  # numbers or dates among the texts
+    errors = pc.sum(pc.is_in(array, _ERROR_TEXTS)).as_py() or 0
+    if errors or (nulls and pc.any(pc.is_in(array, pa.array(list(nulls), pa.string()))).as_py()):
+        return None, False, errors
+    empty = pc.equal(array, "")
+    if not pc.any(empty).as_py():
+        return array, False, 0
+    return pc.if_else(empty, pa.scalar(None, pa.string()), array), True, 0
 
 
 def _slow_column(
