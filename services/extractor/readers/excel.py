@@ -42,6 +42,8 @@ SAMPLE_ROWS = 20_000
 _ROW_BLOCK = 4096
 _ERRORS = {"#DIV/0!", "#N/A", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#NULL!", "#GETTING_DATA"}
 _MAX_SAFE_INT = 2**53
+_ERROR_TEXTS = pa.array(sorted(_ERRORS), pa.string())
+_CONVERSION_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError)
 
 
 def parse_range(text: str) -> tuple[int, int, int | None, int | None]:
@@ -169,8 +171,37 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+_ARROW_KINDS = {pa.int64(), pa.float64(), pa.bool_(), pa.timestamp("us"), pa.string()}
+"""Types Arrow's inference gives exactly as the rules below would; not date32, which Arrow also
+gives to dates mixed with datetimes (the time of day would be cut off)."""
+
+
+def _infer_in_arrow(column: tuple[Any, ...]) -> pa.DataType | None:
+    """The type of a column whose cells all have one kind, found by Arrow's own inference (in
+    C); None for anything mixed or blank, which the Python rules below decide."""
+    try:
+        array = pa.array(column)
+    except _CONVERSION_ERRORS:
+        return None
+    kind = array.type
+    if kind == pa.float64():
+        whole = pc.equal(pc.floor(array), array)
+        small = pc.less(pc.abs(array), float(_MAX_SAFE_INT))
+        return pa.int64() if pc.all(pc.and_(whole, small)).as_py() else kind
+    if kind == pa.int64():
+        # Cells beyond 2**53 were floats in the sheet (calamine gives whole floats as ints).
+        small = pc.less(pc.abs(array), _MAX_SAFE_INT)
+        return kind if pc.all(small).as_py() else pa.float64()
+    if kind == pa.string() and pc.any(pc.equal(array, "")).as_py():
+        return None  # blanks among texts: the null-like rules decide
+    return kind if kind in _ARROW_KINDS else None
+
+
 def _infer(column: tuple[Any, ...], nulls: set[str]) -> pa.DataType:
     """The narrowest type of a sampled column (null-like strings ignored)."""
+    fast = _infer_in_arrow(column)  # null-like texts only matter among other kinds: mixed
+    if fast is not None:
+        return fast
     kinds = set(map(type, column))
     has_text = str in kinds
     if has_text:
@@ -348,10 +379,6 @@ def _encrypted(path: Path) -> bool:
     with path.open("rb") as handle:
         head = handle.read(4 * 1024 * 1024)
     return head.startswith(_OLE2) and _ENCRYPTED_STREAM in head
-
-
-_ERROR_TEXTS = pa.array(sorted(_ERRORS), pa.string())
-_CONVERSION_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError)
 
 
 def _fast_column(

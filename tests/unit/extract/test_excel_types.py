@@ -1,0 +1,47 @@
+"""The type a sampled sheet column is given, whichever way (Arrow's inference or the rules for
+mixed columns) decides it."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from services.extractor.readers.excel import _ERRORS, _infer
+
+NULLS = {"", "N/A"} | _ERRORS
+DAY = dt.date(2026, 3, 29)
+MOMENT = dt.datetime(2026, 3, 29, 2, 30)
+
+
+@pytest.mark.parametrize(
+    ("cells", "expected"),
+    [
+        ([1, 2, 3], pa.int64()),
+        ([1.0, 2.0, 3.0], pa.int64()),  # whole numbers stored as floats, as Excel does
+        ([1.0, 2.5], pa.float64()),
+        ([1, 2.5], pa.float64()),
+        ([2**53, 1], pa.float64()),  # beyond what a float holds exactly
+        ([float(2**60), 1.0], pa.float64()),
+        ([float("inf"), 1.0], pa.float64()),
+        ([True, False], pa.bool_()),
+        ([True, 1], pa.string()),
+        ([1, True], pa.string()),
+        ([DAY, DAY], pa.date32()),
+        ([DAY, MOMENT], pa.timestamp("us")),  # Arrow alone would cut the time off
+        ([MOMENT, DAY], pa.timestamp("us")),
+        ([MOMENT, MOMENT], pa.timestamp("us")),
+        (["a", "b"], pa.string()),
+        (["a", ""], pa.string()),
+        ([1.0, "", 3.0], pa.int64()),  # blank cells do not make a number column text
+        ([1.5, "N/A"], pa.float64()),  # nor do null markers
+        ([1.0, "#DIV/0!"], pa.int64()),  # nor error cells
+        ([1.0, "x"], pa.string()),
+        (["", ""], pa.string()),
+        ([dt.time(8, 30), dt.time(9)], pa.string()),
+    ],
+)
+def test_sampled_column_type(cells: list[Any], expected: pa.DataType) -> None:
+    assert _infer(tuple(cells), NULLS) == expected
