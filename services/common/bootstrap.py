@@ -8,6 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from services.common.cpu import size_arrow_threads
 from services.common.grpc_server import RunningServer, run_until_signal
 from services.common.logs import configure_logging
 from services.common.metrics import BUILD_INFO, serve_metrics
@@ -27,6 +28,7 @@ def run_grpc_service(
     BUILD_INFO.labels(VERSION).set(1)
     metrics_port = serve_metrics(settings.metrics)
     log.info("%s metrics on port %d", name, metrics_port)
+    log.info("Arrow uses %d threads", size_arrow_threads())
     grpc_settings: GrpcServerSettings = getattr(settings, "grpc")  # noqa: B009
 
     async def main() -> None:

@@ -24,7 +24,7 @@ class ReadLimits:
 
     batch_bytes: int = 4 * 1024 * 1024
     """Target Arrow size of one emitted batch (bigger parsed blocks are sliced, zero-copy)."""
-    max_line_bytes: int = 2 * 1024 * 1024
+    max_line_bytes: int = 1024 * 1024
     """Longest record accepted; also the text parser's block size, so it bounds memory too
     (pyarrow keeps a few dozen blocks in flight)."""
 
