@@ -9,6 +9,7 @@ at a few batches and the consumer sees a single stream.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import tempfile
 import threading
@@ -19,6 +20,8 @@ import pyarrow as pa
 import pyarrow.ipc
 
 _END = object()
+CONSUMER_STOP_SECONDS = 1.0
+"""How long an aborted consumer gets to notice the stop signal before it is cancelled."""
 
 
 class _Aborted(Exception):
@@ -86,14 +89,32 @@ class BatchPipe:
         if self._error is not None:
             raise self._error
 
-    def abort(self) -> None:
-        """Stop the consumer with an error; never raises."""
-        if self._thread.is_alive():
+    def abort(self, cancel: Callable[[], object] | None = None) -> None:
+        """Stop the consumer with an error and wait for it; never raises.
+
+        Batches not yet consumed are dropped so the stop signal always fits in the queue. A
+        consumer stuck in the database (a COPY waiting for a lock) never reads the queue again:
+        after a short wait ``cancel`` interrupts it there.
+        """
+        if not self._thread.is_alive():
+            return
+        while True:
             try:
-                self._queue.put(_Aborted("unit aborted"), timeout=5)
+                self._queue.put_nowait(_Aborted("unit aborted"))
+                break
             except queue.Full:
-                return
-            self._thread.join(timeout=30)
+                with contextlib.suppress(queue.Empty):
+                    self._queue.get_nowait()
+        self._thread.join(timeout=CONSUMER_STOP_SECONDS)
+        if self._thread.is_alive() and cancel is not None:
+            with contextlib.suppress(Exception):
+                cancel()
+        self._thread.join(timeout=30)
+
+    @property
+    def finished(self) -> bool:
+        """Whether the consumer has returned (it no longer uses its connection)."""
+        return not self._thread.is_alive()
 
 
 class Spool:

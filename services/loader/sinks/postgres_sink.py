@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -65,6 +66,7 @@ CREATE TABLE IF NOT EXISTS {LEDGER_TABLE} (
     PRIMARY KEY (pipeline, task, unit_key, fingerprint)
 )
 """
+log = logging.getLogger(__name__)
 _DDL_LOCK_KEY = 0x5_1C3_1ED6E
 _STAGING = "_sluice_staging"
 
@@ -160,6 +162,8 @@ class PostgresUnitWriter:
         self.rejected_name = ctx.table + "__rejected"
         self.shadow_name = derived_name(self.name, "__sluice_swap")
         self.pipe: BatchPipe | None = None
+        self.ingest_cursor: Any = None
+        """The cursor the pipe's COPY runs on; cancelled from another thread on abort."""
         self.columns: list[str] = []
         self.ingest_table: tuple[str | None, str] | None = None
         self.swap = False
@@ -249,7 +253,7 @@ class PostgresUnitWriter:
             added = [f for f in schema if f.name not in self.columns]
             self._add_columns(quote_ident(_STAGING), added)
         self.columns += [n for n in schema.names if n not in self.columns]
-        cursor = self.conn.cursor()
+        cursor = self.ingest_cursor = self.conn.cursor()
 
         def consume(reader: pa.RecordBatchReader) -> object:
             if staging:
@@ -363,8 +367,16 @@ class PostgresUnitWriter:
 
     def abort(self) -> None:
         if self.pipe is not None:
-            self.pipe.abort()
-            self.pipe = None
+            pipe, self.pipe = self.pipe, None
+            # A COPY stuck in the server (waiting for a lock, a full disk) is cancelled there:
+            # the unit's transaction must not stay open after the run has been cancelled.
+            pipe.abort(cancel=self.ingest_cursor.adbc_cancel)
+            if not pipe.finished:
+                # libpq connections are not shared between threads: the connection is left to
+                # the stuck thread (the server ends the transaction when its socket closes).
+                log.error("the COPY into %s did not stop after a cancel", self.ctx.table)
+                self.rejects.close()
+                return
         with contextlib.suppress(adbc.Error):
             self.conn.rollback()
         self._close()

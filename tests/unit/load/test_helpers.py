@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 
 import pyarrow as pa
 import pytest
@@ -112,6 +113,42 @@ def test_batch_pipe_hands_batches_over_and_reports_consumer_errors() -> None:
 
     with pytest.raises(RuntimeError, match="disk full"):
         feed()
+
+
+def test_aborting_a_pipe_stops_a_consumer_with_a_full_queue() -> None:
+    schema = pa.schema([("a", pa.int64())])
+    release = threading.Event()
+    seen: list[int] = []
+
+    def slow(reader: pa.RecordBatchReader) -> None:
+        release.wait(10)
+        for batch in reader:
+            seen.extend(batch.column("a").to_pylist())
+
+    pipe = BatchPipe(schema, slow, depth=2)
+    for i in range(2):
+        pipe.put(pa.RecordBatch.from_pydict({"a": [i]}, schema=schema))
+    release.set()
+    pipe.abort()  # the queue was full: the stop signal still gets in
+    assert pipe.finished
+    assert len(seen) <= 2
+
+
+def test_aborting_a_pipe_cancels_a_consumer_stuck_in_the_database() -> None:
+    schema = pa.schema([("a", pa.int64())])
+    cancelled = threading.Event()
+
+    def stuck(reader: pa.RecordBatchReader) -> None:
+        reader.read_next_batch()
+        if not cancelled.wait(30):  # like a COPY waiting for a table lock
+            raise AssertionError("never cancelled")
+        raise RuntimeError("canceling statement due to user request")
+
+    pipe = BatchPipe(schema, stuck)
+    pipe.put(pa.RecordBatch.from_pydict({"a": [1]}, schema=schema))
+    pipe.abort(cancel=cancelled.set)
+    assert cancelled.is_set()
+    assert pipe.finished
 
 
 def test_spool_keeps_batches_per_schema_on_disk() -> None:
