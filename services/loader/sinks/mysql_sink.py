@@ -20,9 +20,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import tempfile
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -43,6 +45,8 @@ from services.loader.sinks.base import (
     tag_rejects,
 )
 from services.loader.sinks.sql import mysql_type, split_table
+
+log = logging.getLogger(__name__)
 
 LEDGER_DDL = f"""
 CREATE TABLE IF NOT EXISTS `{LEDGER_TABLE}` (
@@ -166,7 +170,7 @@ class MySQLSink:
         except BaseException:
             conn.close()
             raise
-        return MySQLUnitWriter(conn, ctx)
+        return MySQLUnitWriter(conn, ctx, self._connect)
 
     def loaded_units(self, pipeline: str, task: str, keys: Sequence[tuple[str, str]]) -> set[str]:
         conn = self._connect()
@@ -239,19 +243,33 @@ class _Staging:
 
 
 class MySQLUnitWriter:
-    def __init__(self, conn: pymysql.connections.Connection[Any], ctx: LoadContext) -> None:
+    def __init__(
+        self,
+        conn: pymysql.connections.Connection[Any],
+        ctx: LoadContext,
+        connect: Callable[[], pymysql.connections.Connection[Any]],
+    ) -> None:
         self.conn = conn
         self.ctx = ctx
+        self.connect = connect
         self.mode = ctx.destination.mode
         self.keys = ctx.destination.keys
         self.data = _Staging(self, _STAGING)
         self.rejected = _Staging(self, _REJECTED_STAGING)
         self.checked: set[str] = set()
+        self.idle = threading.Event()
+        """Set while no statement runs on the connection (abort may come from another thread)."""
+        self.idle.set()
+        self.closing = threading.Lock()
 
     def run(self, sql: str, params: Sequence[object] | None = None) -> list[Any]:
-        with self.conn.cursor() as cursor:
-            cursor.execute(sql, params)
-            return list(cursor.fetchall())
+        self.idle.clear()
+        try:
+            with self.conn.cursor() as cursor:
+                cursor.execute(sql, params)
+                return list(cursor.fetchall())
+        finally:
+            self.idle.set()
 
     def already_loaded(self) -> bool:
         key = self.ctx.key
@@ -394,11 +412,29 @@ class MySQLUnitWriter:
             self._close()
 
     def abort(self) -> None:
-        with contextlib.suppress(pymysql.Error):
-            self.conn.rollback()
+        if not self.idle.is_set():
+            # A statement stuck in the server (waiting for a table lock) is killed there, so
+            # the unit's transaction ends when the run is cancelled, not when the lock goes.
+            self._kill_running_statement()
+            if not self.idle.wait(30):
+                log.error("the statement on %s did not stop after KILL QUERY", self.ctx.table)
+                return  # pymysql connections are not shared between threads
+        with self.closing, contextlib.suppress(pymysql.Error):
+            if self.conn.open:
+                self.conn.rollback()
         self._close()
+
+    def _kill_running_statement(self) -> None:
+        with contextlib.suppress(pymysql.Error, DestinationError):
+            killer = self.connect()
+            try:
+                with killer.cursor() as cursor:
+                    cursor.execute(f"KILL QUERY {int(self.conn.thread_id())}")
+            finally:
+                killer.close()
 
     def _close(self) -> None:
         # Closing the session drops the TEMPORARY tables and releases GET_LOCK.
-        with contextlib.suppress(pymysql.Error):
-            self.conn.close()
+        with self.closing, contextlib.suppress(pymysql.Error):
+            if self.conn.open:
+                self.conn.close()
