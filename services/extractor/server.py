@@ -163,6 +163,7 @@ class ExtractorService(extractor_pb2_grpc.ExtractorServicer):
         limits = ReadLimits(
             batch_bytes=self.settings.limits.batch_bytes,
             max_line_bytes=self.settings.limits.max_line_bytes,
+            excel_in_memory_bytes=self.settings.limits.excel_in_memory_bytes,
         )
         seq = 0
         offset = 0

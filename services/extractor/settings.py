@@ -23,6 +23,10 @@ class LimitSettings(Section):
     with a clear error. It is also the text parser's block size, and the parser reads up to 32
     blocks ahead, so it sets the memory one stream uses (1 MiB: about 290 MB peak RSS on a
     1 GB csv, 2 MiB: about 380 MB, at the same speed): raise it with the pod's memory limit."""
+    excel_in_memory_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
+    """Largest worksheet XML (uncompressed, in the xlsx/xlsm file) read with calamine, which
+    holds a whole sheet in memory (about 1.6 bytes per byte of XML). Bigger workbooks are
+    streamed row by row with openpyxl: flat memory, about ten times slower."""
     max_unpacked_bytes: int = Field(default=4 * 1024**3, ge=1024)
     """Largest size one zip member or gzip/bz2/xz file may unpack to (zip-bomb guard)."""
     max_compression_ratio: float = Field(default=200.0, gt=1)

@@ -28,6 +28,10 @@ class ReadLimits:
     """Longest record accepted; also the text parser's block size, so it bounds memory too
     (pyarrow keeps a few dozen blocks in flight)."""
 
+    excel_in_memory_bytes: int = 64 * 1024 * 1024
+    """Largest sheet XML (uncompressed) decoded in memory by calamine; bigger xlsx/xlsm
+    workbooks are streamed row by row (bounded memory, slower)."""
+
     @property
     def block_bytes(self) -> int:
         return max(self.max_line_bytes, 64 * 1024)

@@ -36,6 +36,7 @@ from services.extractor.readers import schema as schemas
 from services.extractor.readers.base import BatchIterator, ReadLimits, gc_paused, rebatch
 from services.extractor.readers.cells import column_index, column_letters
 from services.extractor.readers.excel_errors import find_error_cells
+from services.extractor.readers.excel_stream import StreamedWorkbook, largest_sheet_bytes
 
 log = logging.getLogger(__name__)
 SAMPLE_ROWS = 20_000
@@ -66,8 +67,10 @@ class _Sheet:
     def __init__(self, sheet: Any, options: SourceOptions, file: str) -> None:
         self.name: str = sheet.name
         self.file = file
+        start_col = (sheet.start or (0, 0))[1]
         top, left, bottom, right = (
-            parse_range(options.cell_range) if options.cell_range else (1, 0, None, None)
+            # Without a range the table starts at the first used column, as Excel shows it.
+            parse_range(options.cell_range) if options.cell_range else (1, start_col, None, None)
         )
         self.left, self.right, self.bottom = left, right, bottom
         self.first_row = top + options.skip_rows
@@ -104,9 +107,12 @@ class _Sheet:
         return itertools.chain.from_iterable(self._row_blocks())
 
     def _row_blocks(self) -> Iterator[list[tuple[int, list[Any]]]]:
-        start_row, start_col = self._sheet.start or (0, 0)
-        trim = start_col or self.left or self.right is not None
-        first = start_row + 1
+        # python-calamine's iter_rows yields every row from the sheet's row 1 (leading empty
+        # rows included), each row's cells from the first used column: row numbers are
+        # absolute, column positions are relative to ``start``.
+        start_col = (self._sheet.start or (0, 0))[1]
+        trim = self.left != start_col or self.right is not None
+        first = 1
         skip = max(0, self.first_row - first)
         stop = None if self.bottom is None else max(skip, self.bottom - first + 1)
         source = itertools.islice(self._sheet.iter_rows(), skip, stop)
@@ -232,6 +238,8 @@ def _infer(column: tuple[Any, ...], nulls: set[str]) -> pa.DataType:
 class ExcelReader:
     def read(self, path: Path, options: SourceOptions, limits: ReadLimits) -> BatchIterator:
         file = str(path)
+        if largest_sheet_bytes(path) > limits.excel_in_memory_bytes:
+            return self._streamed(path, options, limits)
         try:
             workbook = calamine.CalamineWorkbook.from_path(file)
         except calamine.PasswordError:
@@ -241,6 +249,22 @@ class ExcelReader:
                 raise BadInput("the workbook is password-protected", file=file) from None
             raise BadInput(f"not a readable Excel workbook: {exc}", file=file) from None
         return self._stream(workbook, options, limits, file)
+
+    def _streamed(self, path: Path, options: SourceOptions, limits: ReadLimits) -> BatchIterator:
+        file = str(path)
+        log.info(
+            "%s has a sheet over %d bytes of XML: streaming it row by row",
+            path.name,
+            limits.excel_in_memory_bytes,
+        )
+        try:
+            workbook = StreamedWorkbook(path)
+        except Exception as exc:  # openpyxl raises many unrelated types for corrupt files
+            raise BadInput(f"not a readable Excel workbook: {exc}", file=file) from None
+        try:
+            yield from self._stream(workbook, options, limits, file)
+        finally:
+            workbook.close()
 
     def _sheets(self, workbook: Any, options: SourceOptions, file: str) -> list[Any]:
         names: list[str] = workbook.sheet_names
@@ -253,7 +277,7 @@ class ExcelReader:
             if isinstance(wanted, int):
                 return [workbook.get_sheet_by_index(wanted)]
             return [workbook.get_sheet_by_name(wanted)]
-        except (IndexError, calamine.WorksheetNotFound, calamine.CalamineError) as exc:
+        except (IndexError, KeyError, calamine.WorksheetNotFound, calamine.CalamineError) as exc:
             if isinstance(exc, calamine.PasswordError):
                 raise BadInput("the workbook is password-protected", file=file) from None
             raise BadInput(

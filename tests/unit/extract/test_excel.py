@@ -1,4 +1,9 @@
-"""Excel workbooks through calamine: sheets, title rows, ranges, dates, error cells."""
+"""Excel workbooks: sheets, title rows, ranges, dates, error cells.
+
+Every test runs twice: with calamine decoding the sheets in memory, and with big workbooks'
+streaming decoder forced on (xlsx and xlsm only; the other formats take calamine either way),
+so both decoders are held to the same results.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,18 @@ import pytest
 import xlwt
 
 from services.common.errors import BadInput
+from services.extractor.readers import excel
 from tests.unit.extract.conftest import read_table
+
+
+@pytest.fixture(autouse=True, params=["calamine", "streamed"])
+def decoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "streamed":
+        measured = excel.largest_sheet_bytes
+        monkeypatch.setattr(
+            excel, "largest_sheet_bytes", lambda path: 1 << 62 if measured(path) else 0
+        )
+    return str(request.param)
 
 
 def report_xlsx(path: Path) -> Path:
@@ -45,6 +61,48 @@ def test_xlsx_with_title_rows_keeps_sheet_row_numbers(tmp_path: Path) -> None:
     assert table.column("day").to_pylist() == [dt.date(2026, 11, d) for d in (1, 2, 3)]
     assert table.column("ok").to_pylist() == [True, False, True]
     assert table.column("_sluice_line").to_pylist() == [5, 6, 8]
+
+
+def test_data_away_from_the_corner_has_no_empty_leading_columns(tmp_path: Path) -> None:
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws["C4"], ws["D4"] = "id", "name"
+    ws["C5"], ws["D5"] = 7, "x"
+    ws["C6"], ws["D6"] = 8, "y"
+    ws["D7"] = "z"
+    wb.save(tmp_path / "corner.xlsx")
+    table = read_table(tmp_path / "corner.xlsx")
+    assert table.column_names == ["id", "name", "_sluice_line"]
+    assert table.column("id").to_pylist() == [7, 8, None]
+    assert table.column("_sluice_line").to_pylist() == [5, 6, 7]  # the rows Excel shows
+    assert read_table(tmp_path / "corner.xlsx", header_row=5).column_names[:2] == ["7", "x"]
+    ranged = read_table(tmp_path / "corner.xlsx", cell_range="D4:D7")
+    assert ranged.column("name").to_pylist() == ["x", "y", "z"]
+
+
+def test_xls_away_from_the_corner(tmp_path: Path) -> None:
+    book = xlwt.Workbook()
+    sheet = book.add_sheet("s")
+    sheet.write(3, 2, "id")
+    sheet.write(4, 2, 7)
+    book.save(str(tmp_path / "corner.xls"))
+    table = read_table(tmp_path / "corner.xls")
+    assert table.column_names == ["id", "_sluice_line"]
+    assert table.to_pylist() == [{"id": 7, "_sluice_line": 5}]
+
+
+def test_workbook_without_a_dimension_record(tmp_path: Path) -> None:
+    wb = openpyxl.Workbook(write_only=True)  # writes no <dimension> element
+    ws = wb.create_sheet("Data")
+    ws.append(["id", "when"])
+    for i in range(1, 4):
+        ws.append([i, dt.datetime(2026, 1, i, 12, 30)])
+    wb.save(tmp_path / "nodim.xlsx")
+    with zipfile.ZipFile(tmp_path / "nodim.xlsx") as archive:
+        assert b"<dimension" not in archive.read("xl/worksheets/sheet1.xml")
+    table = read_table(tmp_path / "nodim.xlsx")
+    assert table.column("id").to_pylist() == [1, 2, 3]
+    assert table.column("when").to_pylist()[0] == dt.datetime(2026, 1, 1, 12, 30)
 
 
 def test_sheet_by_name_and_index(tmp_path: Path) -> None:

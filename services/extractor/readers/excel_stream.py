@@ -1,0 +1,121 @@
+"""Workbooks too big to hold in memory, read row by row with openpyxl's read-only mode.
+
+calamine decodes a whole sheet before the first row comes out: about 1.6 bytes of memory per
+byte of the sheet's XML, so a million-row export needs more than an extractor pod has. Above
+``ReadLimits.excel_in_memory_bytes`` of sheet XML the reader switches to openpyxl, which parses
+the XML as a stream (memory stays flat; about ten times slower). The classes here present
+openpyxl's sheets the way calamine does, so everything after the decoding (header, title rows,
+ranges, typing, lineage, errors) is the same code whichever decoder ran:
+
+- empty cells are ``""``; rows come from row 1, each from the first used column, whose
+  position the sheet's dimension record gives (every common writer fills it in);
+- a date or time at exactly midnight is a ``date``, as calamine gives it;
+- error cells (``#DIV/0!``) are ``""``, as calamine hides them; they are found in the file
+  afterwards for the warning (:mod:`.excel_errors`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import openpyxl
+import openpyxl.reader.excel
+from openpyxl.utils.cell import range_boundaries
+from openpyxl.worksheet._read_only import ReadOnlyWorksheet
+
+_DIMENSION = re.compile(rb"<(?:\w+:)?dimension\b[^>]*\bref=\"([A-Z]+[0-9]+)(?::[A-Z]+[0-9]+)?\"")
+_HEAD_BYTES = 64 * 1024
+"""The dimension record comes before the cells: only the start of the sheet XML is read."""
+_ERRORS = frozenset({"#DIV/0!", "#N/A", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#NULL!"})
+_MIDNIGHT = dt.time()
+
+
+def largest_sheet_bytes(path: Path) -> int:
+    """Uncompressed size of the biggest worksheet part of an xlsx/xlsm file (0 if none)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            sizes = [
+                info.file_size
+                for info in archive.infolist()
+                if info.filename.startswith("xl/worksheets/") and info.filename.endswith(".xml")
+            ]
+    except (zipfile.BadZipFile, OSError):
+        return 0
+    return max(sizes, default=0)
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if value.__class__ is dt.datetime and value.time() == _MIDNIGHT:
+        return value.date()
+    if value.__class__ is str and value in _ERRORS:
+        return ""
+    return value
+
+
+class _SizedFromHead(ReadOnlyWorksheet):
+    """openpyxl's read-only sheet, sized from the start of its XML.
+
+    openpyxl looks for the dimension record with an XML pass that, when the record is absent
+    (openpyxl's own write-only mode omits it), runs to the end of the sheet data: a whole extra
+    parse of the biggest part of the file, for every sheet, when the workbook is opened.
+    """
+
+    def _get_size(self) -> None:
+        with self._get_source() as source:  # type: ignore[attr-defined]
+            head = source.read(_HEAD_BYTES)
+        match = _DIMENSION.search(head)
+        if match is not None:
+            min_col, min_row, _, _ = range_boundaries(match.group(1).decode())
+            self._min_column, self._min_row = min_col or 1, min_row or 1
+
+
+# openpyxl creates its read-only sheets itself, from this module attribute.
+openpyxl.reader.excel.ReadOnlyWorksheet = _SizedFromHead  # type: ignore[attr-defined]
+
+
+class StreamedSheet:
+    """One worksheet, with the attributes of a calamine sheet the Excel reader uses."""
+
+    def __init__(self, sheet: Any) -> None:
+        self._sheet = sheet
+        self.name: str = sheet.title
+        first_row, first_col = sheet.min_row or 1, sheet.min_column or 1
+        self.start: tuple[int, int] | None = (first_row - 1, first_col - 1)
+        # Past its top-left corner the dimension record is not trusted: a writer that got the
+        # far corner wrong must not cut rows or columns off.
+        sheet.reset_dimensions()
+
+    def iter_rows(self) -> Iterator[list[Any]]:
+        """Rows from the sheet's row 1, each from the first used column on (as calamine)."""
+        left = (self.start or (0, 0))[1]
+        for values in self._sheet.iter_rows(values_only=True):
+            yield [_cell(v) for v in values[left:]]
+
+
+class StreamedWorkbook:
+    """An xlsx/xlsm file opened for streaming, with calamine's workbook methods."""
+
+    def __init__(self, path: Path) -> None:
+        self._book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+
+    @property
+    def sheet_names(self) -> list[str]:
+        return list(self._book.sheetnames)
+
+    def get_sheet_by_name(self, name: str) -> StreamedSheet:
+        if name not in self._book.sheetnames:
+            raise KeyError(name)
+        return StreamedSheet(self._book[name])
+
+    def get_sheet_by_index(self, index: int) -> StreamedSheet:
+        return StreamedSheet(self._book.worksheets[index])
+
+    def close(self) -> None:
+        self._book.close()
