@@ -191,10 +191,14 @@ def _copy_member(
 
 
 @contextlib.contextmanager
-def extract_member(path: Path, member: str, limits: UnpackLimits, label: str) -> Iterator[Path]:
-    """The bytes of ``member`` (``a.zip!b.csv`` for nested) in a private temporary file."""
+def extract_member(
+    path: Path | IO[bytes], member: str, limits: UnpackLimits, label: str
+) -> Iterator[Path]:
+    """The bytes of ``member`` (``a.zip!b.csv`` for nested) in a private temporary file;
+    ``path`` is the archive, a local file or a seekable reader."""
     with spool_dir(limits.workdir) as tmp:
-        current, current_label = path, label
+        current: Path | IO[bytes] = path
+        current_label = label
         parts = member.split(NESTED)
         for depth, name in enumerate(parts):
             with _open_zip(current, current_label) as archive:
@@ -208,6 +212,7 @@ def extract_member(path: Path, member: str, limits: UnpackLimits, label: str) ->
                 target = tmp / f"m{depth}{safe_suffix(name)}"
                 current = _copy_member(archive, info, target, limits, current_label)
             current_label = f"{current_label}{NESTED}{name}"
+        assert isinstance(current, Path)  # a member name has at least one part
         yield current
 
 

@@ -93,12 +93,13 @@ class GcsObjects:
 
     @contextlib.contextmanager
     def open_seekable(self, uri: str) -> Iterator[IO[bytes]]:
-        """A seekable reader doing ranged reads: a zip's member list without the whole zip."""
+        """A seekable reader doing ranged reads: a zip's member list, or one member, without
+        the whole zip."""
         bucket, name = split_uri(uri)
         blob = self.client.bucket(bucket).blob(name)
         try:
             with blob.open("rb", chunk_size=self.settings.chunk_bytes) as reader:
-                yield reader
+                yield _Classified(reader, uri)  # type: ignore[misc]
         except Exception as exc:
             if isinstance(exc, SluiceError):
                 raise
@@ -115,6 +116,39 @@ class GcsObjects:
             except Exception as exc:
                 raise _classify(exc, uri) from None
             yield target
+
+
+class _Classified:
+    """A blob reader whose failures are Sluice errors as soon as they happen.
+
+    The zip reader around it takes any OSError for a corrupt archive; a connection reset (an
+    OSError too) in the middle of a ranged read must stay a transient error that is retried.
+    """
+
+    def __init__(self, reader: Any, uri: str) -> None:
+        self._reader = reader
+        self._uri = uri
+
+    def _call(self, method: str, *args: Any) -> Any:
+        try:
+            return getattr(self._reader, method)(*args)
+        except Exception as exc:
+            raise _classify(exc, self._uri) from None
+
+    def read(self, size: int = -1) -> bytes:
+        return bytes(self._call("read", size))
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return int(self._call("seek", offset, whence))
+
+    def tell(self) -> int:
+        return int(self._call("tell"))
+
+    def seekable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
 
 
 def _classify(exc: Exception, uri: str) -> Exception:

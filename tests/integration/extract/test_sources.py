@@ -1,10 +1,12 @@
-"""The extractor process over gRPC: GCS (emulator), HTTP (local server), errors as statuses."""
+"""The extractor over gRPC (GCS emulator, local HTTP server, errors as statuses), and how it
+fetches zip members from GCS."""
 
 from __future__ import annotations
 
 import gzip
 import io
 import json
+import random
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,11 @@ import pyarrow as pa
 import pytest
 
 from services.common.codec import from_message
+from services.common.spec.source import Source
+from services.extractor.settings import ExtractorSettings, GcsSourceSettings
+from services.extractor.sources import gcs as gcs_module
+from services.extractor.sources.gcs import GcsObjects
+from services.extractor.units import discover, materialize
 from tests.integration.extract.conftest import Extractor
 
 
@@ -144,3 +151,36 @@ def test_bad_input_is_invalid_argument_and_the_service_survives(
     assert rows(extractor.pull(unit, task(good.as_uri()))).num_rows == 1
     spooled = [p for p in extractor.work_dir.iterdir() if p.name.startswith("sluice-")]  # type: ignore[attr-defined]
     assert not spooled, "spool files left behind"
+
+
+def test_gcs_zip_member_is_read_with_ranged_reads(
+    gcs_emulator: str, gcs_client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A member of a zip on GCS costs the archive's directory and that member's bytes, not a
+    download of the whole archive per member."""
+    noise = random.Random(7).randbytes(3 * 1024 * 1024)  # does not compress: a big member
+    archive = zip_bytes({"big.bin": noise, "day2.csv": b"id,amt\n5,1.5\n6,2.5\n"})
+    gcs_client.create_bucket("ranged").blob("parts.zip").upload_from_string(archive)
+    settings = ExtractorSettings(
+        gcs=GcsSourceSettings(emulator_host=gcs_emulator, chunk_bytes=256 * 1024),
+        work_dir=tmp_path,
+    )
+
+    def whole_download(self: GcsObjects, uri: str) -> Any:
+        raise AssertionError(f"{uri} was downloaded whole")
+
+    fetched: list[int] = []
+    read = gcs_module._Classified.read
+    monkeypatch.setattr(GcsObjects, "local_path", whole_download)
+    monkeypatch.setattr(
+        gcs_module._Classified,
+        "read",
+        lambda self, size=-1: fetched.append(size) or read(self, size),
+    )
+    spec = Source(uri="gs://ranged/parts.zip", members="*.csv")
+    (unit,) = discover(spec, settings)
+    with materialize(unit.uri, unit.member, unit.format, spec, settings) as (path, fmt, label):
+        assert fmt == "csv"
+        assert path.read_bytes() == b"id,amt\n5,1.5\n6,2.5\n"
+        assert label == "gs://ranged/parts.zip!day2.csv"
+    assert sum(n for n in fetched if n > 0) < len(archive) / 4
