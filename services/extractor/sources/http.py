@@ -4,14 +4,23 @@ The fingerprint is the ETag, else Last-Modified plus Content-Length (from a HEAD
 GET whose body is not read when HEAD is refused); a server that sends neither gets a SHA-256 of
 the streamed body, so ``incremental`` still loads a changed file and skips an unchanged one.
 Downloads stream to a private spool file with connect/read timeouts and a size limit.
+
+Zip archives are read in place when the server supports byte ranges (``Accept-Ranges: bytes``):
+listing the members and reading one of them fetch the archive's directory and that member, not
+the whole archive once for the listing and once more per member. Range requests carry
+``If-Match`` with a strong ETag, so an archive replaced between two reads fails the unit (to be
+retried) instead of mixing two versions.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
+import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 from urllib.parse import urlparse
 
 import httpx
@@ -23,6 +32,12 @@ from services.extractor.settings import HttpSourceSettings
 from services.extractor.sources.base import DiscoveredUnit, remote_format, spool_dir, spool_name
 
 _CHUNK = 1024 * 1024
+_RANGE_BLOCK = 1024 * 1024
+"""Most bytes fetched by one range request (a member is copied a block at a time)."""
+_RANGE_BUFFER = 64 * 1024
+"""Read-ahead of the small reads (headers, magic bytes, the directory): enough to make them
+one request each, small enough not to pull in a neighbouring member."""
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
 class HttpObjects:
@@ -96,6 +111,32 @@ class HttpObjects:
             raise Transient(f"download of {uri} failed: {exc}", file=uri) from None
 
     @contextlib.contextmanager
+    def open_seekable(self, uri: str) -> Iterator[IO[bytes]]:
+        """The object as a seekable file: read in place with range requests when the server
+        offers them, else downloaded to a spool file first."""
+        with self._client() as client:
+            try:
+                reply = client.head(uri)
+            except httpx.HTTPError as exc:
+                raise Transient(f"cannot reach {uri}: {exc}", file=uri) from None
+            headers = reply.headers
+            size = int(headers.get("content-length") or 0)
+            ranged = (
+                reply.status_code == 200
+                and headers.get("accept-ranges", "").lower() == "bytes"
+                and size > 0
+            )
+            if ranged:
+                if size > self.max_bytes:
+                    raise BadInput(_too_big(size, self.max_bytes), file=uri)
+                etag = headers.get("etag", "")
+                strong = etag if etag and not etag.startswith("W/") else None
+                yield io.BufferedReader(_RangedObject(client, uri, size, strong), _RANGE_BUFFER)
+                return
+        with self.local_path(uri) as path, path.open("rb") as handle:
+            yield handle
+
+    @contextlib.contextmanager
     def local_path(self, uri: str) -> Iterator[Path]:
         name = urlparse(uri).path.rsplit("/", 1)[-1]
         with spool_dir(self.workdir) as directory, self._client() as client:
@@ -104,6 +145,70 @@ class HttpObjects:
                 for chunk in self._chunks(client, uri):
                     out.write(chunk)
             yield target
+
+
+class _RangedObject(io.RawIOBase):
+    """A remote object read with ``Range`` requests (wrapped in a BufferedReader, which turns
+    small reads into block-sized ones)."""
+
+    def __init__(self, client: httpx.Client, uri: str, size: int, etag: str | None) -> None:
+        self._client = client
+        self._uri = uri
+        self._size = size
+        self._etag = etag
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def readall(self) -> bytes:
+        """The rest of the object, a block per request (the default would ask 8 KiB at a
+        time)."""
+        chunks = []
+        while self._position < self._size:
+            block = bytearray(min(_RANGE_BLOCK, self._size - self._position))
+            read = self.readinto(memoryview(block))
+            if read == 0:
+                break
+            chunks.append(bytes(block[:read]))
+        return b"".join(chunks)
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        if self._position >= self._size or len(buffer) == 0:
+            return 0
+        end = min(self._position + min(len(buffer), _RANGE_BLOCK), self._size) - 1
+        headers = {"Range": f"bytes={self._position}-{end}"}
+        if self._etag:
+            headers["If-Match"] = self._etag
+        try:
+            reply = self._client.get(self._uri, headers=headers)
+        except httpx.HTTPError as exc:
+            raise Transient(f"range read of {self._uri} failed: {exc}", file=self._uri) from None
+        if reply.status_code == 412:
+            raise Transient(f"{self._uri} changed while it was being read", file=self._uri)
+        _raise_for_status(reply, self._uri)
+        match = _CONTENT_RANGE.fullmatch(reply.headers.get("content-range", ""))
+        if reply.status_code != 206 or match is None or int(match[1]) != self._position:
+            raise Transient(
+                f"{self._uri} answered a range request with HTTP {reply.status_code} "
+                "and not the range asked for",
+                file=self._uri,
+            )
+        data = reply.content
+        buffer[: len(data)] = data
+        self._position += len(data)
+        return len(data)
 
 
 def _too_big(size: int, limit: int) -> str:

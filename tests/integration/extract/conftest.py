@@ -5,12 +5,13 @@ from __future__ import annotations
 import functools
 import http.server
 import os
+import re
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import grpc
 import pytest
@@ -59,6 +60,61 @@ def http_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, 
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+class _RangeHandler(_QuietHandler):
+    """Files with byte ranges, a strong ETag and ``If-Match``, counting the body bytes sent."""
+
+    sent: ClassVar[dict[str, int]] = {}
+
+    def do_HEAD(self) -> None:
+        self._serve(body=False)
+
+    def do_GET(self) -> None:
+        self._serve(body=True)
+
+    def _serve(self, body: bool) -> None:
+        path = Path(self.translate_path(self.path))
+        if not path.is_file():
+            self.send_error(404)
+            return
+        data = path.read_bytes()
+        etag = f'"{len(data)}-{path.stat().st_mtime_ns}"'
+        wanted = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
+        if self.headers.get("If-Match") not in (None, etag):
+            self.send_error(412)
+            return
+        if wanted:
+            start = int(wanted[1])
+            end = min(int(wanted[2]) if wanted[2] else len(data) - 1, len(data) - 1)
+            part = data[start : end + 1]
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+        else:
+            part = data
+            self.send_response(200)
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("ETag", etag)
+        self.send_header("Content-Length", str(len(part)))
+        self.end_headers()
+        if body:
+            self.wfile.write(part)
+            self.sent[self.path] = self.sent.get(self.path, 0) + len(part)
+
+
+@pytest.fixture(scope="module")
+def ranged_http_root(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Path, str, dict[str, int]]]:
+    """Like ``http_root``, from a server that honours byte ranges: (directory, base URL,
+    body bytes sent per path)."""
+    root = tmp_path_factory.mktemp("ranged")
+    handler = functools.partial(_RangeHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}", _RangeHandler.sent
     server.shutdown()
 
 

@@ -184,3 +184,30 @@ def test_gcs_zip_member_is_read_with_ranged_reads(
         assert path.read_bytes() == b"id,amt\n5,1.5\n6,2.5\n"
         assert label == "gs://ranged/parts.zip!day2.csv"
     assert sum(n for n in fetched if n > 0) < len(archive) / 4
+
+
+def test_http_zip_is_read_in_place_with_byte_ranges(
+    extractor: Extractor, ranged_http_root: tuple[Path, str, dict[str, int]]
+) -> None:
+    root, base, sent = ranged_http_root
+    noise = random.Random(8).randbytes(1024 * 1024)  # does not compress: a big member
+    archive = zip_bytes({"big.bin": noise, "day1.csv": b"id\n1\n", "day2.csv": b"id\n2\n3\n"})
+    (root / "parts.zip").write_bytes(archive)
+    uri = f"{base}/parts.zip"
+    units = extractor.discover(source(uri, members="*.csv"))
+    assert [u.member for u in units] == ["day1.csv", "day2.csv"]
+    assert units[0].fingerprint.startswith("etag=")
+    table = rows(extractor.pull(units[1], task(uri, members="*.csv")))
+    assert table.column("id").to_pylist() == [2, 3]
+    assert table.column("_sluice_line").to_pylist() == [2, 3]
+    # The listing and the member cost a fraction of the archive, not one download each.
+    assert sent["/parts.zip"] < len(archive) / 2
+
+
+def test_http_zip_without_byte_ranges_is_downloaded(
+    extractor: Extractor, http_root: tuple[Path, str]
+) -> None:
+    root, base = http_root
+    (root / "plain.zip").write_bytes(zip_bytes({"a.csv": b"id\n7\n"}))
+    (unit,) = extractor.discover(source(f"{base}/plain.zip"))
+    assert rows(extractor.pull(unit, task(f"{base}/plain.zip"))).column("id").to_pylist() == [7]
