@@ -125,6 +125,7 @@ class HttpObjects:
                 reply.status_code == 200
                 and headers.get("accept-ranges", "").lower() == "bytes"
                 and size > 0
+                and _answers_ranges(client, uri)
             )
             if ranged:
                 if size > self.max_bytes:
@@ -145,6 +146,16 @@ class HttpObjects:
                 for chunk in self._chunks(client, uri):
                     out.write(chunk)
             yield target
+
+
+def _answers_ranges(client: httpx.Client, uri: str) -> bool:
+    """Whether a one-byte range request really gets a range back (some servers announce
+    ranges and then send the whole body)."""
+    try:
+        with client.stream("GET", uri, headers={"Range": "bytes=0-0"}) as reply:
+            return reply.status_code == 206
+    except httpx.HTTPError:
+        return False
 
 
 class _RangedObject(io.RawIOBase):

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from services.common.errors import Transient
-from services.extractor.sources.http import _RangedObject
+from services.extractor.sources.http import _answers_ranges, _RangedObject
 
 DATA = random.Random(3).randbytes(3 * 1024 * 1024 + 17)
 URI = "http://files.test/parts.zip"
@@ -58,3 +58,8 @@ def test_a_server_ignoring_the_range_is_a_transient_error() -> None:
     reader = io.BufferedReader(_RangedObject(client, URI, len(DATA), None), 64 * 1024)
     with pytest.raises(Transient, match="not the range asked for"):
         reader.read(10)
+
+
+def test_ranges_are_used_only_when_the_server_answers_one() -> None:
+    assert _answers_ranges(server()[0], URI)
+    assert not _answers_ranges(server(honour_ranges=False)[0], URI)
