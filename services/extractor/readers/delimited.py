@@ -336,11 +336,26 @@ def _line_numbers(raw: pa.RecordBatch, first_line: int, bad: BadRows) -> tuple[p
     for column in raw.columns:
         if not pa.types.is_string(column.type):
             continue  # numbers, dates and booleans never hold a quoted newline
+        if not _has_newline(column):
+            continue  # the usual case, found with one byte search instead of one per value
         counts = pc.count_substring(column, "\n")
-        if pc.max(counts).as_py():
-            spans += counts.fill_null(0).to_numpy(zero_copy_only=False)
+        spans += counts.fill_null(0).to_numpy(zero_copy_only=False)
     starts, next_line = bad.line_numbers(spans, first_line)
     return pa.array(starts, pa.int64()), next_line
+
+
+def _has_newline(column: pa.Array) -> bool:
+    """Whether a string column's values hold a newline: a search of the bytes its values
+    occupy in the data buffer (a slice's neighbours left out)."""
+    if len(column) == 0:
+        return False
+    offsets, data = column.buffers()[1], column.buffers()[2]
+    if offsets is None or data is None:
+        return False
+    first, last = np.frombuffer(
+        offsets, dtype=np.int32, count=len(column) + 1, offset=column.offset * 4
+    )[[0, -1]]
+    return b"\n" in memoryview(data)[int(first) : int(last)].tobytes()
 
 
 def _open_text(path: Path, encoding: str) -> io.TextIOWrapper:

@@ -6,9 +6,11 @@ import codecs
 import datetime as dt
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from services.common.errors import BadInput
+from services.extractor.readers.delimited import _has_newline
 from tests.unit.extract.conftest import read_table
 
 
@@ -240,3 +242,13 @@ def test_late_bad_value_on_the_fast_path_names_line_and_column(tmp_path: Path) -
 def test_bracketed_header_is_not_mistaken_for_json(tmp_path: Path) -> None:
     table = read_table(write(tmp_path / "b.csv", "[Date],[Amount]\n2026-01-02,3\n"))
     assert table.column("[Amount]").to_pylist() == [3]
+
+
+def test_newline_search_sees_only_the_values_of_a_slice() -> None:
+    values = pa.array(["ab", "c\nd", None, "ef"])
+    assert _has_newline(values)
+    assert _has_newline(values.slice(1, 1))
+    assert not _has_newline(values.slice(2))  # the newline before the slice does not count
+    assert not _has_newline(values.slice(0, 1))
+    assert not _has_newline(pa.array([], pa.string()))
+    assert not _has_newline(pa.array([None, None], pa.string()))
