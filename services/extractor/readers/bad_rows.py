@@ -97,8 +97,9 @@ class BadRows:
         for bad in inside:
             all_spans[bad.record - self.next_record] = bad.span
         starts = first_line + np.cumsum(all_spans) - all_spans
-        for bad in inside:
-            self._placed.append((int(starts[bad.record - self.next_record]), bad))
+        if self.mode == "quarantine":  # skipped rows only move the lines after them
+            for bad in inside:
+                self._placed.append((int(starts[bad.record - self.next_record]), bad))
         self.next_record += total
         good = starts[records - (self.next_record - total)]
         return good, first_line + int(all_spans.sum())
