@@ -310,6 +310,9 @@ class ExcelReader:
                     if not chunk:
                         break
                     batch, bad = self._batch(chunk, sheet, schema, options, all_sheets)
+                    # Free the chunk's cells while collection is still paused: alive, they
+                    # would all be walked by the collection that resuming sets off.
+                    del chunk
                 errors += bad
                 rows += batch.num_rows
                 yield from rebatch(batch, limits.batch_bytes)
