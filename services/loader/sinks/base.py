@@ -14,6 +14,7 @@ from typing import Protocol
 import pyarrow as pa
 
 from services.common import lineage
+from services.common.errors import SchemaMismatch
 from services.common.spec.model import Destination
 
 LEDGER_TABLE = "_sluice_ledger"
@@ -64,6 +65,17 @@ def ledger_values(ctx: LoadContext, counts: WriteCounts) -> tuple[str | int, ...
         key.pipeline, key.task, key.unit, key.fingerprint, ctx.run_id, ctx.table,
         counts.rows_loaded, counts.rows_rejected,
     )  # fmt: skip
+
+
+def refuse_frozen_columns(new: Sequence[str], table: str, policy: str, unit: str) -> None:
+    """Under the ``freeze`` schema policy, columns the table lacks fail the unit (``evolve``
+    lets the sink add them)."""
+    if new and policy == "freeze":
+        raise SchemaMismatch(
+            f"new column(s) {', '.join(map(repr, new))} not in table {table} and the task's "
+            "schema policy is freeze",
+            unit=unit,
+        )
 
 
 def tag_rejects(batch: pa.RecordBatch, ctx: LoadContext) -> pa.RecordBatch:

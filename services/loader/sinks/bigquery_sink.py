@@ -43,6 +43,7 @@ from services.loader.sinks.base import (
     LoadContext,
     WriteCounts,
     ledger_values,
+    refuse_frozen_columns,
     tag_rejects,
 )
 from services.loader.sinks.sql import merge_statement
@@ -397,12 +398,7 @@ class BigQueryUnitWriter:
             return self.client.create_table(table, exists_ok=True)
         existing = {f.name for f in table.schema}
         new = [f for f in schema if f.name not in existing]
-        if new and policy == "freeze":
-            raise SchemaMismatch(
-                f"new column(s) {', '.join(repr(f.name) for f in new)} not in table "
-                f"{table_id} and the task's schema policy is freeze",
-                unit=self.ctx.key.unit,
-            )
+        refuse_frozen_columns([f.name for f in new], table_id, policy, self.ctx.key.unit)
         if new and alter:
             table.schema = list(table.schema) + bq_schema(pa.schema(new))
             table = self.client.update_table(table, ["schema"])

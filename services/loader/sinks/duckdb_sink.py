@@ -17,7 +17,6 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from services.common.errors import SchemaMismatch
 from services.loader.errors import DestinationError
 from services.loader.sinks.base import (
     LEDGER_TABLE,
@@ -25,6 +24,7 @@ from services.loader.sinks.base import (
     WriteCounts,
     ledger_insert,
     ledger_values,
+    refuse_frozen_columns,
     tag_rejects,
 )
 from services.loader.sinks.sql import quote_ident, quote_table
@@ -167,12 +167,10 @@ class DuckDBUnitWriter:
             self.con.execute(f"CREATE TABLE {self.table} AS SELECT * FROM _sluice_batch LIMIT 0")
         else:
             new = [f for f in batch.schema if f.name not in existing]
-            if new and self.ctx.destination.schema_policy == "freeze":
-                raise SchemaMismatch(
-                    f"new column(s) {', '.join(repr(f.name) for f in new)} not in table "
-                    f"{self.ctx.table} and the task's schema policy is freeze",
-                    unit=self.ctx.key.unit,
-                )
+            refuse_frozen_columns(
+                [f.name for f in new], self.ctx.table, self.ctx.destination.schema_policy,
+                self.ctx.key.unit,
+            )  # fmt: skip
             for field in new:
                 self.con.execute(
                     f"ALTER TABLE {self.table} ADD COLUMN {quote_ident(field.name)} "

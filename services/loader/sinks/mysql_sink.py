@@ -42,6 +42,7 @@ from services.loader.sinks.base import (
     WriteCounts,
     ledger_insert,
     ledger_values,
+    refuse_frozen_columns,
     tag_rejects,
 )
 from services.loader.sinks.sql import mysql_type, split_table
@@ -300,12 +301,7 @@ class MySQLUnitWriter:
         if existing is None:
             return
         new = [n for n in new_names if n not in existing]
-        if new:
-            raise SchemaMismatch(
-                f"new column(s) {', '.join(map(repr, new))} not in table {self.ctx.table} "
-                "and the task's schema policy is freeze",
-                unit=self.ctx.key.unit,
-            )
+        refuse_frozen_columns(new, self.ctx.table, "freeze", self.ctx.key.unit)
 
     def write(self, batch: pa.RecordBatch) -> None:
         try:

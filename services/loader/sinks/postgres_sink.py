@@ -41,6 +41,7 @@ from services.loader.sinks.base import (
     WriteCounts,
     ledger_insert,
     ledger_values,
+    refuse_frozen_columns,
     tag_rejects,
 )
 from services.loader.sinks.sql import (
@@ -221,12 +222,10 @@ class PostgresUnitWriter:
             self.cursor.execute(f"CREATE TABLE {self.table} ({_column_defs(schema)})")
             existing = list(schema.names)
         new = [f for f in schema if f.name not in existing]
-        if new and self.ctx.destination.schema_policy == "freeze":
-            raise SchemaMismatch(
-                f"new column(s) {', '.join(repr(f.name) for f in new)} not in table "
-                f"{self.ctx.table} and the task's schema policy is freeze",
-                unit=self.ctx.key.unit,
-            )
+        refuse_frozen_columns(
+            [f.name for f in new], self.ctx.table, self.ctx.destination.schema_policy,
+            self.ctx.key.unit,
+        )  # fmt: skip
         # A table created by this unit is invisible until commit: no shadow needed.
         if self.mode == "replace" and self.ingest_table is None and not created:
             shadow = self._qualified(self.shadow_name)
