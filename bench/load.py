@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 import psycopg  # noqa: E402
 
-from services.cli.stack import SERVICES, LocalStack, Ports, StackConfig  # noqa: E402
+from services.cli.stack import SERVICES, LocalStack, StackConfig  # noqa: E402
 
 ROWS = int(os.environ.get("SLUICE_BENCH_LOAD_ROWS", "2000000"))
 PG = os.environ.get("SLUICE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -186,15 +186,7 @@ tasks:
       table: sluice
 """
     )
-    config = StackConfig(
-        pipelines_dir=pipelines,
-        state_url=f"sqlite:///{work / 'state.db'}",
-        workdir=work,
-        ports=Ports.free(),
-        log_dir=Path("logs"),
-        extra_env=SERVICE_ENV,
-    )
-    stack = LocalStack(config)
+    stack = LocalStack(StackConfig.private(work, pipelines, extra_env=SERVICE_ENV))
     stack.start(timeout=120)
     try:
         cpu_before = {s: cpu_seconds(stack.processes[s].pid) for s in SERVICES}

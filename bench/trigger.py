@@ -31,7 +31,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from services.cli.stack import LocalStack, Ports, StackConfig  # noqa: E402
+from services.cli.stack import LocalStack, StackConfig  # noqa: E402
 from services.orchestrator.auth import new_token  # noqa: E402
 
 PIPELINE = """\
@@ -64,16 +64,8 @@ def main() -> int:
         pipelines.mkdir()
         (pipelines / "p.yaml").write_text(PIPELINE.format(data=data, db=work / "out.duckdb"))
         token = new_token()
-        config = StackConfig(
-            pipelines_dir=pipelines,
-            state_url=f"sqlite:///{work / 'state.db'}",
-            workdir=work,
-            ports=Ports.free(),
-            log_dir=Path("logs"),
-            token=token,
-        )
         with (
-            LocalStack(config) as stack,
+            LocalStack(StackConfig.private(work, pipelines, token=token)) as stack,
             httpx.Client(
                 base_url=stack.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
             ) as client,

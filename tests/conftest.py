@@ -13,7 +13,7 @@ import httpx
 import psycopg
 import pytest
 
-from services.cli.stack import LocalStack, Ports, StackConfig
+from services.cli.stack import LocalStack, StackConfig
 from services.orchestrator.state.models import FINAL_STATUSES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,15 +66,7 @@ def write_pipeline(directory: Path, text: str, name: str = "pipeline.yaml") -> P
 def start_stack(workdir: Path, pipelines_dir: Path, **overrides: Any) -> LocalStack:
     """Start the four services as real subprocesses on free loopback ports, with their SQLite
     state and logs under ``workdir``; the caller stops the returned stack."""
-    config = StackConfig(
-        pipelines_dir=pipelines_dir,
-        state_url=f"sqlite:///{workdir / 'state.db'}",
-        workdir=workdir,
-        ports=Ports.free(),
-        log_dir=Path("logs"),
-        **overrides,
-    )
-    stack = LocalStack(config)
+    stack = LocalStack(StackConfig.private(workdir, pipelines_dir, **overrides))
     stack.start(timeout=90)
     return stack
 

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import grpc
 import httpx
@@ -62,6 +62,19 @@ class StackConfig:
     token: str | None = None
     """Operator token the orchestrator accepts; None starts it with authentication explicitly
     disabled (``SLUICE_AUTH__DISABLED=true``, loopback only, a warning in its log)."""
+
+    @classmethod
+    def private(cls, workdir: Path, pipelines_dir: Path, **overrides: Any) -> StackConfig:
+        """A stack of its own (tests, benchmarks): SQLite state and logs under ``workdir``,
+        free loopback ports, so several can run side by side."""
+        return cls(
+            pipelines_dir=pipelines_dir,
+            state_url=f"sqlite:///{workdir / 'state.db'}",
+            workdir=workdir,
+            ports=Ports.free(),
+            log_dir=Path("logs"),
+            **overrides,
+        )
 
 
 class StackError(RuntimeError):
