@@ -7,9 +7,9 @@ inserted; commit makes all of it visible at once. Any failure rolls everything b
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import pyarrow as pa
 
@@ -65,6 +65,13 @@ def ledger_values(ctx: LoadContext, counts: WriteCounts) -> tuple[str | int, ...
         key.pipeline, key.task, key.unit, key.fingerprint, ctx.run_id, ctx.table,
         counts.rows_loaded, counts.rows_rejected,
     )  # fmt: skip
+
+
+def loaded_among(keys: Sequence[tuple[str, str]], ledger_rows: Iterable[Sequence[Any]]) -> set[str]:
+    """The unit ids of ``keys`` (unit, fingerprint) whose pair is in the ledger rows read
+    (``unit_key, fingerprint`` first)."""
+    loaded = {(row[0], row[1]) for row in ledger_rows}
+    return {unit for unit, fingerprint in keys if (unit, fingerprint) in loaded}
 
 
 def refuse_frozen_columns(new: Sequence[str], table: str, policy: str, unit: str) -> None:

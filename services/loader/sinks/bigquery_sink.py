@@ -43,6 +43,7 @@ from services.loader.sinks.base import (
     LoadContext,
     WriteCounts,
     ledger_values,
+    loaded_among,
     refuse_frozen_columns,
     tag_rejects,
 )
@@ -257,8 +258,7 @@ class BigQuerySink:
             )
         except gexc.GoogleAPICallError as exc:
             raise DestinationError(f"BigQuery ledger query failed: {exc.message}") from None
-        loaded = {(r[0], r[1]) for r in rows}
-        return {unit for unit, fingerprint in keys if (unit, fingerprint) in loaded}
+        return loaded_among(keys, rows)
 
     def execute(self, sql: str, params: dict[str, object]) -> int:
         """Run a ``sql`` task; parameters are BigQuery named parameters (``@name``)."""

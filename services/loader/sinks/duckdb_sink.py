@@ -24,6 +24,7 @@ from services.loader.sinks.base import (
     WriteCounts,
     ledger_insert,
     ledger_values,
+    loaded_among,
     refuse_frozen_columns,
     tag_rejects,
 )
@@ -97,8 +98,7 @@ class DuckDBSink:
                 ).fetchall()
             finally:
                 con.close()
-        loaded = {(r[0], r[1]) for r in rows}
-        return {unit for unit, fingerprint in keys if (unit, fingerprint) in loaded}
+        return loaded_among(keys, rows)
 
     def execute(self, sql: str, params: dict[str, object]) -> int:
         with _lock_for(self.path):

@@ -42,6 +42,7 @@ from services.loader.sinks.base import (
     WriteCounts,
     ledger_insert,
     ledger_values,
+    loaded_among,
     refuse_frozen_columns,
     tag_rejects,
 )
@@ -183,12 +184,11 @@ class MySQLSink:
                     "WHERE pipeline = %s AND task = %s",
                     (pipeline, task),
                 )
-                loaded = {(r[0], r[1]) for r in cursor.fetchall()}
+                return loaded_among(keys, cursor.fetchall())
         except pymysql.Error as exc:
             raise DestinationError(f"MySQL: {_message(exc)}") from None
         finally:
             conn.close()
-        return {unit for unit, fingerprint in keys if (unit, fingerprint) in loaded}
 
     def execute(self, sql: str, params: dict[str, object]) -> int:
         """Run a ``sql`` task; pymysql binds ``%(name)s`` placeholders (write ``%%`` for ``%``)."""

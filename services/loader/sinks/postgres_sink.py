@@ -41,6 +41,7 @@ from services.loader.sinks.base import (
     WriteCounts,
     ledger_insert,
     ledger_values,
+    loaded_among,
     refuse_frozen_columns,
     tag_rejects,
 )
@@ -137,8 +138,7 @@ class PostgresSink:
                 "WHERE pipeline = %s AND task = %s",
                 (pipeline, task),
             ).fetchall()
-        loaded = {(r[0], r[1]) for r in rows}
-        return {unit for unit, fingerprint in keys if (unit, fingerprint) in loaded}
+        return loaded_among(keys, rows)
 
     def execute(self, sql: str, params: dict[str, object]) -> int:
         """Run a ``sql`` task; parameters are bound by psycopg (``%(name)s`` placeholders)."""
