@@ -35,15 +35,14 @@ from services.common.spec.source import SourceOptions
 from services.extractor.readers import schema as schemas
 from services.extractor.readers.base import BatchIterator, ReadLimits, gc_paused, rebatch
 from services.extractor.readers.cells import column_index, column_letters
-from services.extractor.readers.excel_errors import find_error_cells
+from services.extractor.readers.excel_errors import ERROR_TEXTS, find_error_cells
 from services.extractor.readers.excel_stream import StreamedWorkbook, largest_sheet_bytes
 
 log = logging.getLogger(__name__)
 SAMPLE_ROWS = 20_000
 _ROW_BLOCK = 4096
-_ERRORS = {"#DIV/0!", "#N/A", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#NULL!", "#GETTING_DATA"}
 _MAX_SAFE_INT = 2**53
-_ERROR_TEXTS = pa.array(sorted(_ERRORS), pa.string())
+_ERROR_ARRAY = pa.array(sorted(ERROR_TEXTS), pa.string())
 _CONVERSION_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError)
 
 
@@ -322,7 +321,7 @@ class ExcelReader:
 
     def _plan(self, sheets: list[_Sheet], options: SourceOptions) -> pa.Schema:
         per_sheet = {}
-        nulls = set(schemas.null_values(options)) | _ERRORS | {""}
+        nulls = set(schemas.null_values(options)) | ERROR_TEXTS | {""}
         for sheet in sheets:
             fields = []
             for name, column in zip(sheet.header, sheet.columns(sheet.sample()), strict=True):
@@ -452,7 +451,7 @@ def _fast_text(column: tuple[Any, ...], nulls: set[str]) -> tuple[pa.Array | Non
         array = pa.array(column, pa.string())
     except _CONVERSION_ERRORS:
         return None, False, 0  # numbers or dates among the texts
-    errors = pc.sum(pc.is_in(array, _ERROR_TEXTS)).as_py() or 0
+    errors = pc.sum(pc.is_in(array, _ERROR_ARRAY)).as_py() or 0
     if errors or (nulls and pc.any(pc.is_in(array, pa.array(list(nulls), pa.string()))).as_py()):
         return None, False, errors
     empty = pc.equal(array, "")
@@ -482,7 +481,7 @@ def _slow_column(
 
 def _clean(value: Any, nulls: set[str]) -> Any:
     if isinstance(value, str):
-        if value in _ERRORS or value.strip() in nulls:
+        if value in ERROR_TEXTS or value.strip() in nulls:
             return None
         return value
     return value

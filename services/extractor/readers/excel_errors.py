@@ -41,6 +41,8 @@ _ERROR_CODES = {
     0x00: "#NULL!", 0x07: "#DIV/0!", 0x0F: "#VALUE!", 0x17: "#REF!", 0x1D: "#NAME?",
     0x24: "#NUM!", 0x2A: "#N/A", 0x2B: "#GETTING_DATA",
 }  # fmt: skip
+ERROR_TEXTS = frozenset(_ERROR_CODES.values())
+"""How Excel shows its error values (``#DIV/0!``, ``#N/A``, ...)."""
 
 
 Wanted = Callable[[str, int, int], bool]

@@ -28,10 +28,11 @@ import openpyxl.reader.excel
 from openpyxl.utils.cell import range_boundaries
 from openpyxl.worksheet._read_only import ReadOnlyWorksheet
 
+from services.extractor.readers.excel_errors import ERROR_TEXTS
+
 _DIMENSION = re.compile(rb"<(?:\w+:)?dimension\b[^>]*\bref=\"([A-Z]+[0-9]+)(?::[A-Z]+[0-9]+)?\"")
 _HEAD_BYTES = 64 * 1024
 """The dimension record comes before the cells: only the start of the sheet XML is read."""
-_ERRORS = frozenset({"#DIV/0!", "#N/A", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#NULL!"})
 _MIDNIGHT = dt.time()
 
 
@@ -54,7 +55,7 @@ def _cell(value: Any) -> Any:
         return ""
     if value.__class__ is dt.datetime and value.time() == _MIDNIGHT:
         return value.date()
-    if value.__class__ is str and value in _ERRORS:
+    if value.__class__ is str and value in ERROR_TEXTS:
         return ""
     return value
 

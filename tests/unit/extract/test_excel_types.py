@@ -9,9 +9,10 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from services.extractor.readers.excel import _ERRORS, _infer
+from services.extractor.readers.excel import _infer
+from services.extractor.readers.excel_errors import ERROR_TEXTS
 
-NULLS = {"", "N/A"} | _ERRORS
+NULLS = {"", "N/A"} | ERROR_TEXTS
 DAY = dt.date(2026, 3, 29)
 MOMENT = dt.datetime(2026, 3, 29, 2, 30)
 
