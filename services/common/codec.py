@@ -25,11 +25,6 @@ def ipc_stream(batch: pa.RecordBatch) -> pa.Buffer:
     return sink.getvalue()
 
 
-def encode_batch(batch: pa.RecordBatch) -> bytes:
-    """Serialise one record batch as an Arrow IPC stream."""
-    return bytes(ipc_stream(batch).to_pybytes())
-
-
 def decode_batch(payload: bytes | pa.Buffer) -> pa.RecordBatch:
     """Read the single record batch of an Arrow IPC stream (the batch shares its memory)."""
     try:

@@ -6,7 +6,7 @@ from decimal import Decimal
 import pyarrow as pa
 import pytest
 
-from services.common.codec import CodecError, decode_batch, encode_batch
+from services.common.codec import CodecError, decode_batch, ipc_stream
 
 
 def sample_batch() -> pa.RecordBatch:
@@ -22,14 +22,14 @@ def sample_batch() -> pa.RecordBatch:
 
 def test_round_trip_keeps_schema_and_values() -> None:
     batch = sample_batch()
-    decoded = decode_batch(encode_batch(batch))
+    decoded = decode_batch(ipc_stream(batch))
     assert decoded.schema == batch.schema
     assert decoded.to_pydict() == batch.to_pydict()
 
 
 def test_empty_batch_round_trips() -> None:
     empty = sample_batch().slice(0, 0)
-    assert decode_batch(encode_batch(empty)).num_rows == 0
+    assert decode_batch(ipc_stream(empty)).num_rows == 0
 
 
 def test_garbage_payload_is_a_clear_error() -> None:

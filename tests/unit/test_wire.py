@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from services.common import wire
-from services.common.codec import CodecError, encode_batch, from_message
+from services.common.codec import CodecError, from_message, ipc_stream
 from services.common.proto.sluice.v1 import data_pb2
 
 
@@ -64,7 +64,7 @@ def test_messages_from_the_generated_class_parse_too() -> None:
         unit_id="u9",
         seq=2,
         row_offset=20,
-        arrow_ipc=encode_batch(batch),
+        arrow_ipc=ipc_stream(batch).to_pybytes(),
         kind=data_pb2.BATCH_KIND_DATA,
         num_rows=10,
     )
