@@ -54,10 +54,7 @@ class Member:
     format: str
 
 
-def is_zip(source: Path | IO[bytes]) -> bool:
-    if isinstance(source, Path):
-        with source.open("rb") as handle:
-            return handle.read(4) in (b"PK\x03\x04", b"PK\x05\x06")
+def is_zip(source: IO[bytes]) -> bool:
     magic = source.read(4)
     source.seek(0)
     return magic in (b"PK\x03\x04", b"PK\x05\x06")

@@ -36,10 +36,9 @@ def discover(source: Source, settings: ExtractorSettings) -> list[DiscoveredUnit
         if unit.format not in ("zip", "auto"):
             units.append(unit)
             continue
-        # GCS objects are seekable (ranged reads): the member list costs a few requests, not a
-        # download. Other remote objects are spooled first.
-        opener = getattr(backend, "open_seekable", None) or backend.local_path
-        with opener(unit.uri) as archive:
+        # Remote objects are read in place where the store allows ranged reads: the member
+        # list costs a few requests, not a download.
+        with backend.open_seekable(unit.uri) as archive:
             if not archives.is_zip(archive):
                 units.append(unit)
                 continue
@@ -71,11 +70,10 @@ def materialize(
         name = PurePosixPath(uri).name
         if member:
             label = f"{uri}{archives.NESTED}{member}"
-            # A seekable remote object (GCS) gives up one member with ranged reads of the
-            # archive's directory and that member's bytes; a whole-object download per member
-            # would fetch a zip of 30 daily parts 30 times over.
-            opener = getattr(backend, "open_seekable", None) or backend.local_path
-            archive = stack.enter_context(opener(uri))
+            # One member costs the archive's directory and that member's bytes (ranged reads
+            # where the store allows them); a whole-object download per member would fetch a
+            # zip of 30 daily parts 30 times over.
+            archive = stack.enter_context(backend.open_seekable(uri))
             path = stack.enter_context(archives.extract_member(archive, member, limits, uri))
             name = PurePosixPath(member.split(archives.NESTED)[-1]).name
         else:

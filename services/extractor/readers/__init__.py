@@ -16,6 +16,7 @@ from services.extractor.readers.base import BatchIterator, Reader, ReadLimits
 from services.extractor.readers.columnar import JsonArrayReader, JsonLinesReader, ParquetReader
 from services.extractor.readers.delimited import DelimitedReader
 from services.extractor.readers.excel import ExcelReader
+from services.extractor.readers.excel_errors import OLE2_MAGIC
 from services.extractor.readers.fixed import FixedWidthReader
 
 _BY_EXTENSION = {
@@ -55,7 +56,7 @@ def sniff_format(path: Path) -> str | None:
         magic = handle.read(8)
     if magic.startswith(b"PK\x03\x04") or magic.startswith(b"PK\x05\x06"):
         return _zip_kind(path)
-    if magic.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
+    if magic.startswith(OLE2_MAGIC):
         return "xls"  # OLE2: BIFF workbook, or an encrypted xlsx (calamine reports which)
     if magic.startswith(b"\x1f\x8b"):
         return "gzip"

@@ -69,9 +69,8 @@ def sniff_delimiter(sample: str, quotechar: str) -> str:
 class DelimitedReader:
     """csv / tsv / psv / delimited txt; ``default_delimiter`` None means sniff."""
 
-    def __init__(self, default_delimiter: str | None, use_threads: bool = True) -> None:
+    def __init__(self, default_delimiter: str | None) -> None:
         self.default_delimiter = default_delimiter
-        self.use_threads = use_threads
 
     def read(self, path: Path, options: SourceOptions, limits: ReadLimits) -> BatchIterator:
         if path.stat().st_size == 0:
@@ -103,15 +102,15 @@ class DelimitedReader:
         limits: ReadLimits,
     ) -> Iterator[pa.RecordBatch]:
         header_lines = options.skip_rows + (1 if options.header else 0)
-        bad_rows = [BadRows(options.on_bad_row, header_lines + 1)]
+        bad = BadRows(options.on_bad_row, header_lines + 1)
 
         def open_reader(
             types: dict[str, pa.DataType],
         ) -> tuple[pacsv.CSVStreamingReader, BadRows]:
             # A fresh collector per pass: a pass that is abandoned for another must not leave
             # its ragged rows behind twice.
+            nonlocal bad
             bad = BadRows(options.on_bad_row, header_lines + 1)
-            bad_rows[0] = bad
             reader = pacsv.open_csv(
                 path,
                 read_options=pacsv.ReadOptions(
@@ -119,7 +118,7 @@ class DelimitedReader:
                     skip_rows=header_lines,
                     column_names=names,
                     encoding=pyarrow_encoding(encoding),
-                    use_threads=self.use_threads and not bad.needs_record_numbers,
+                    use_threads=not bad.needs_record_numbers,
                 ),
                 parse_options=pacsv.ParseOptions(
                     delimiter=delimiter,
@@ -188,7 +187,7 @@ class DelimitedReader:
         except UnicodeDecodeError as exc:
             raise undecodable(path, encoding, exc) from None
         finally:
-            _report_bad_rows(bad_rows[0], path)
+            _report_bad_rows(bad, path)
 
     def _plan(
         self,

@@ -35,8 +35,9 @@ from services.common.spec.source import SourceOptions
 from services.extractor.readers import schema as schemas
 from services.extractor.readers.base import BatchIterator, ReadLimits, gc_paused, rebatch
 from services.extractor.readers.cells import column_index, column_letters
-from services.extractor.readers.excel_errors import ERROR_TEXTS, find_error_cells
+from services.extractor.readers.excel_errors import ERROR_TEXTS, OLE2_MAGIC, find_error_cells
 from services.extractor.readers.excel_stream import StreamedWorkbook, largest_sheet_bytes
+from services.extractor.readers.text import head
 
 log = logging.getLogger(__name__)
 SAMPLE_ROWS = 20_000
@@ -146,13 +147,16 @@ class _Sheet:
         self._sample = []
         return itertools.chain(sample, self._rows)
 
-    def columns(self, rows: list[tuple[int, list[Any]]]) -> list[tuple[Any, ...]]:
-        """Rows to columns (in C, via zip), short rows padded with empty cells."""
+    def columns(
+        self, rows: list[tuple[int, list[Any]]]
+    ) -> tuple[tuple[int, ...], list[tuple[Any, ...]]]:
+        """The rows' sheet numbers, and their cells as columns (in C, via zip): short rows
+        padded with empty cells, cells past the header cut."""
         width = self.width
-        cells = [row for _, row in rows]
+        numbers, cells = zip(*rows, strict=True) if rows else ((), ())
         if set(map(len, cells)) != {width}:
-            cells = [(row + [""] * (width - len(row)))[:width] for row in cells]
-        return list(zip(*cells, strict=True)) or [() for _ in range(width)]
+            cells = tuple((row + [""] * (width - len(row)))[:width] for row in cells)
+        return numbers, list(zip(*cells, strict=True)) or [() for _ in range(width)]
 
 
 def _has_blank_row(block: list[list[Any]]) -> bool:
@@ -324,7 +328,8 @@ class ExcelReader:
         nulls = set(schemas.null_values(options)) | ERROR_TEXTS | {""}
         for sheet in sheets:
             fields = []
-            for name, column in zip(sheet.header, sheet.columns(sheet.sample()), strict=True):
+            _, columns = sheet.columns(sheet.sample())
+            for name, column in zip(sheet.header, columns, strict=True):
                 declared = schemas.declared_type(name, options)
                 fields.append(pa.field(name, declared or _infer(column, nulls)))
             per_sheet[sheet.name] = pa.schema(fields)
@@ -341,12 +346,7 @@ class ExcelReader:
     ) -> tuple[pa.RecordBatch, int]:
         nulls = set(schemas.null_values(options))
         positions = {name: i for i, name in enumerate(sheet.header)}
-        numbers, cells = zip(*chunk, strict=True)  # in C, like the rows to columns below
-        width = len(sheet.header)
-        if set(map(len, cells)) != {width}:  # pad short rows, cut cells past the header
-            cells = tuple((row + [""] * (width - len(row)))[:width] for row in cells)
-        # Rows to columns in C (zip); then one Arrow conversion per column.
-        columns = list(zip(*cells, strict=True))
+        numbers, columns = sheet.columns(chunk)  # then one Arrow conversion per column
         arrays = []
         errors = 0
         for field in schema:
@@ -396,15 +396,13 @@ def _warn_error_cells(path: Path, sheets: list[_Sheet]) -> bool:
     return bool(found)
 
 
-_OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _ENCRYPTED_STREAM = "EncryptedPackage".encode("utf-16-le")
 
 
 def _encrypted(path: Path) -> bool:
     """An Office file saved with a password: an OLE2 container holding ``EncryptedPackage``."""
-    with path.open("rb") as handle:
-        head = handle.read(4 * 1024 * 1024)
-    return head.startswith(_OLE2) and _ENCRYPTED_STREAM in head
+    start = head(path, 4 * 1024 * 1024)
+    return start.startswith(OLE2_MAGIC) and _ENCRYPTED_STREAM in start
 
 
 def _fast_column(

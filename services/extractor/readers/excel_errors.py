@@ -83,7 +83,7 @@ def find_error_cells(path: Path, wanted: Wanted) -> dict[str, SheetErrors]:
         with path.open("rb") as handle:
             magic = handle.read(8)
         found = _Found(wanted)
-        if magic == _OLE2:
+        if magic == OLE2_MAGIC:
             _xls(path, found)
         elif magic.startswith(b"PK"):
             with zipfile.ZipFile(path) as archive:
@@ -169,7 +169,8 @@ def _xml_error_refs(handle: IO[bytes]) -> Iterator[str]:
 
 # xls -------------------------------------------------------------------------------------------
 
-_OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+"""First bytes of an OLE2 container: a BIFF workbook, or an encrypted Office file."""
 _BOF, _BOUNDSHEET, _BOOLERR, _FORMULA, _EOF = 0x0809, 0x0085, 0x0205, 0x0006, 0x000A
 
 

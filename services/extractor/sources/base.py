@@ -5,7 +5,7 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import IO, Protocol
 
 from services.common.spec.source import Source
 from services.extractor.readers import format_by_name
@@ -31,6 +31,11 @@ class SourceBackend(Protocol):
 
     def local_path(self, uri: str) -> AbstractContextManager[Path]:
         """A local path holding the object's bytes for the duration of the block."""
+        ...
+
+    def open_seekable(self, uri: str) -> AbstractContextManager[IO[bytes]]:
+        """The object as a seekable binary file (ranged reads where the store allows them, so
+        a zip's directory or one member costs only those bytes)."""
         ...
 
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from services.common.errors import BadInput, SluiceError, Transient
+from services.common.errors import BadInput, Transient
 from services.common.spec.source import Source
 from services.extractor.errors import SourceNotFound
 from services.extractor.settings import GcsSourceSettings
@@ -97,13 +97,10 @@ class GcsObjects:
         the whole zip."""
         bucket, name = split_uri(uri)
         blob = self.client.bucket(bucket).blob(name)
-        try:
-            with blob.open("rb", chunk_size=self.settings.chunk_bytes) as reader:
-                yield _Classified(reader, uri)  # type: ignore[misc]
-        except Exception as exc:
-            if isinstance(exc, SluiceError):
-                raise
-            raise _classify(exc, uri) from None
+        # No request is made before the first read; reads classify their own failures, and
+        # anything else raised in the block (a full spool disk) keeps its own meaning.
+        with blob.open("rb", chunk_size=self.settings.chunk_bytes) as reader:
+            yield _Classified(reader, uri)  # type: ignore[misc]
 
     @contextlib.contextmanager
     def local_path(self, uri: str) -> Iterator[Path]:

@@ -7,6 +7,7 @@ import glob
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 from urllib.parse import unquote, urlparse
 
 from services.common.spec.source import Source
@@ -57,3 +58,8 @@ class LocalFiles:
         if not path.is_file():
             raise SourceNotFound(f"no such file: {path}", file=str(path))
         yield path
+
+    @contextlib.contextmanager
+    def open_seekable(self, uri: str) -> Iterator[IO[bytes]]:
+        with self.local_path(uri) as path, path.open("rb") as handle:
+            yield handle
