@@ -312,7 +312,10 @@ class Store:
                 select(Run.id, Run.owner, Run.status, Run.cancel_requested).where(Run.id.in_(ids))
             ).all()
         cancel = {r[0] for r in rows if r[3] and r[1] == owner}
-        lost = {r[0] for r in rows if r[1] != owner or r[2] != "running"}
+        # Only the owner says whose a run is: adopting, requeueing and retrying all rewrite it,
+        # while a final status we wrote ourselves (the run's alert hooks may still be going)
+        # keeps it.
+        lost = {r[0] for r in rows if r[1] != owner}
         return cancel, lost
 
     def request_cancel(self, run_id: str) -> str:
