@@ -26,3 +26,9 @@ def line_numbers(row_offset: int, num_rows: int, header_lines: int) -> pa.Array:
 
 PREFIX = "_sluice_"
 """Every lineage column starts with this; good rows leave the transformer without any of them."""
+
+
+def strip_lineage(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """The batch without the ``_sluice_*`` lineage columns (zero-copy)."""
+    keep = [i for i, name in enumerate(batch.schema.names) if not name.startswith(PREFIX)]
+    return batch if len(keep) == batch.num_columns else batch.select(keep)

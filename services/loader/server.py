@@ -12,7 +12,7 @@ from typing import Any
 
 import grpc
 
-from services.common import wire
+from services.common import lineage, wire
 from services.common.grpc_client import call_metadata, open_channel, stream
 from services.common.grpc_server import (
     TRACE_ID_METADATA_KEY,
@@ -32,7 +32,6 @@ from services.loader import metrics
 from services.loader.settings import LoaderSettings
 from services.loader.sinks import preload, sink_for
 from services.loader.sinks.base import LoadContext, UnitKey, UnitWriter, WriteCounts
-from services.loader.sinks.sql import strip_lineage
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +146,7 @@ class LoaderService(loader_pb2_grpc.LoaderServicer):
                 counts.rows_rejected += batch.num_rows
             else:
                 if batch.num_rows or batches == 1:
-                    await asyncio.to_thread(writer.write, strip_lineage(batch))
+                    await asyncio.to_thread(writer.write, lineage.strip_lineage(batch))
                 counts.rows_loaded += batch.num_rows
             rows_in += batch.num_rows
             metrics.BATCH_SECONDS.labels(labels[2]).observe(time.perf_counter() - batch_started)

@@ -11,8 +11,6 @@ from collections.abc import Sequence
 
 import pyarrow as pa
 
-from services.common import lineage
-
 
 def quote_ident(name: str, quote: str = '"') -> str:
     """Quote one identifier, doubling embedded quote characters."""
@@ -37,12 +35,6 @@ def derived_name(table: str, suffix: str, limit: int = 63) -> str:
         return name
     digest = hashlib.sha256(table.encode()).hexdigest()[:8]
     return table.encode()[: limit - len(suffix) - 9].decode(errors="ignore") + "_" + digest + suffix
-
-
-def strip_lineage(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """Drop the ``_sluice_*`` lineage columns that travel with data rows between services."""
-    keep = [i for i, name in enumerate(batch.schema.names) if not name.startswith(lineage.PREFIX)]
-    return batch if len(keep) == batch.num_columns else batch.select(keep)
 
 
 def merge_statement(target: str, source: str, keys: Sequence[str], columns: Sequence[str]) -> str:

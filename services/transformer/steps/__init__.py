@@ -147,11 +147,11 @@ class UnitTransform:
     def apply(self, batch: pa.RecordBatch, row_offset: int) -> BatchResult:
         """Transform one batch; ``row_offset`` is the unit record number of its first row."""
         self.counts.rows_in += batch.num_rows
+        if self._arrow_only and len(set(batch.schema.names)) == batch.num_columns:
+            return self._apply_arrow(batch)  # no row is rejected there: lines are not needed
         if lineage.LINE not in batch.schema.names:
             lines = lineage.line_numbers(row_offset, batch.num_rows, self.header_lines)
             batch = batch.append_column(lineage.LINE, lines)
-        if self._arrow_only and len(set(batch.schema.names)) == batch.num_columns:
-            return self._apply_arrow(batch)
         frame = batch.to_pandas(types_mapper=pd.ArrowDtype)
         frame.index = pd.RangeIndex(row_offset, row_offset + batch.num_rows)
         rejected: list[pd.DataFrame] = []
@@ -194,8 +194,7 @@ class UnitTransform:
         for step in self.steps:
             with self._step_errors(step.label):
                 batch = _ARROW_ONLY[type(step.spec)](batch, step.spec, self.ctx)
-        names = user_columns(batch)
-        good = pa.RecordBatch.from_arrays([batch.column(name) for name in names], names=names)
+        good = lineage.strip_lineage(batch)
         self.counts.rows_out += good.num_rows
         return BatchResult(good=good, rejected=None, filtered=0, dropped=0)
 

@@ -71,8 +71,7 @@ def rename_batch(batch: pa.RecordBatch, step: RenameStep, ctx: UnitContext) -> p
 
 def select_batch(batch: pa.RecordBatch, step: SelectStep, ctx: UnitContext) -> pa.RecordBatch:
     require_columns(batch, step.select, "select", ctx)
-    names = _selected(batch, step)
-    return pa.RecordBatch.from_arrays([batch.column(name) for name in names], names=names)
+    return batch.select(_selected(batch, step))
 
 
 def drop_batch(batch: pa.RecordBatch, step: DropStep, ctx: UnitContext) -> pa.RecordBatch:

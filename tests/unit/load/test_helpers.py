@@ -9,11 +9,12 @@ import pyarrow as pa
 import pytest
 from pydantic import ValidationError
 
+from services.common.lineage import strip_lineage
 from services.common.spec.destination import Destination
 from services.loader.sinks.arrow_stream import BatchPipe, Spool
 from services.loader.sinks.base import LoadContext, UnitKey, ledger_insert, tag_rejects
 from services.loader.sinks.mysql_sink import connect_args, load_data_bytes
-from services.loader.sinks.sql import derived_name, quote_table, strip_lineage
+from services.loader.sinks.sql import derived_name, quote_table
 
 
 def test_lineage_columns_are_stripped_from_data_batches() -> None:
