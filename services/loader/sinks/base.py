@@ -7,6 +7,8 @@ inserted; commit makes all of it visible at once. Any failure rolls everything b
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -65,6 +67,12 @@ def ledger_values(ctx: LoadContext, counts: WriteCounts) -> tuple[str | int, ...
         key.pipeline, key.task, key.unit, key.fingerprint, ctx.run_id, ctx.table,
         counts.rows_loaded, counts.rows_rejected,
     )  # fmt: skip
+
+
+def key_digest(*parts: str) -> str:
+    """A stable SHA-256 of a unit key (pipeline, task, unit, fingerprint): ledger keys and job
+    ids that must come out the same on every retry."""
+    return hashlib.sha256(json.dumps(list(parts)).encode()).hexdigest()
 
 
 def loaded_among(keys: Sequence[tuple[str, str]], ledger_rows: Iterable[Sequence[Any]]) -> set[str]:

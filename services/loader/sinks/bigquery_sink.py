@@ -18,8 +18,6 @@ table's contents atomically), ``merge`` loads into a staging table and runs one 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
 import re
 import tempfile
@@ -42,6 +40,7 @@ from services.loader.sinks.base import (
     LEDGER_TABLE,
     LoadContext,
     WriteCounts,
+    key_digest,
     ledger_values,
     loaded_among,
     refuse_frozen_columns,
@@ -71,8 +70,7 @@ class JobFailed(Terminal):
 
 def job_id(key: tuple[str, str, str, str], step: str) -> str:
     """The deterministic id of one step of one unit (pipeline, task, unit, fingerprint)."""
-    digest = hashlib.sha256(json.dumps(list(key)).encode()).hexdigest()[:40]
-    return f"sluice_{digest}_{step}"
+    return f"sluice_{key_digest(*key)[:40]}_{step}"
 
 
 def bq_type(arrow_type: pa.DataType) -> str:

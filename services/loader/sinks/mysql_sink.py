@@ -18,8 +18,6 @@ table when Sluice creates it). ``GET_LOCK`` on the unit key serialises loaders r
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
 import os
 import tempfile
@@ -40,13 +38,14 @@ from services.loader.sinks.base import (
     LEDGER_TABLE,
     LoadContext,
     WriteCounts,
+    key_digest,
     ledger_insert,
     ledger_values,
     loaded_among,
     refuse_frozen_columns,
     tag_rejects,
 )
-from services.loader.sinks.sql import mysql_type, split_table
+from services.loader.sinks.sql import mysql_type, quote_ident, quote_table, split_table
 
 log = logging.getLogger(__name__)
 
@@ -72,18 +71,17 @@ _LOCK_WAIT_SECONDS = 600
 
 
 def q(name: str) -> str:
-    """Quote one MySQL identifier."""
-    return "`" + name.replace("`", "``") + "`"
+    """Quote one MySQL identifier (backticks)."""
+    return quote_ident(name, "`")
 
 
 def qt(name: str) -> str:
     """Quote ``table`` or ``database.table``."""
-    schema, table = split_table(name)
-    return f"{q(schema)}.{q(table)}" if schema else q(table)
+    return quote_table(name, "`")
 
 
 def unit_hash(pipeline: str, task: str, unit: str, fingerprint: str) -> str:
-    return hashlib.sha256(json.dumps([pipeline, task, unit, fingerprint]).encode()).hexdigest()
+    return key_digest(pipeline, task, unit, fingerprint)
 
 
 def connect_args(uri: str) -> dict[str, Any]:
