@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -50,14 +50,23 @@ LEDGER_COLUMNS = (
 )  # fmt: skip
 
 
-def ledger_insert(table: str, placeholders: Sequence[str], leading: Sequence[str] = ()) -> str:
-    """``INSERT INTO <ledger> (...) VALUES (...)`` with the driver's placeholders.
+def ledger_insert(
+    table: str,
+    placeholder: Callable[[int, str], str],
+    leading: Sequence[str] = (),
+    computed: Sequence[tuple[str, str]] = (),
+) -> str:
+    """``INSERT INTO <ledger> (...) VALUES (...)`` in the driver's parameter style.
 
-    ``leading`` names extra columns a destination's ledger has before :data:`LEDGER_COLUMNS`
-    (MySQL's hashed primary key); ``placeholders`` cover those too.
+    ``placeholder(position, column)`` writes one parameter (positions from 1). ``leading``
+    names columns a destination's ledger has before :data:`LEDGER_COLUMNS` (MySQL's hashed
+    primary key), bound like them; ``computed`` adds (column, SQL expression) pairs after them.
     """
-    columns = ", ".join((*leading, *LEDGER_COLUMNS))
-    return f"INSERT INTO {table} ({columns}) VALUES ({', '.join(placeholders)})"
+    bound = (*leading, *LEDGER_COLUMNS)
+    columns = [*bound, *(name for name, _ in computed)]
+    values = [placeholder(i, name) for i, name in enumerate(bound, start=1)]
+    values += [expression for _, expression in computed]
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(values)})"
 
 
 def ledger_values(ctx: LoadContext, counts: WriteCounts) -> tuple[str | int, ...]:

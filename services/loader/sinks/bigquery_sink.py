@@ -41,6 +41,7 @@ from services.loader.sinks.base import (
     LoadContext,
     WriteCounts,
     key_digest,
+    ledger_insert,
     ledger_values,
     loaded_among,
     refuse_frozen_columns,
@@ -499,8 +500,11 @@ class BigQueryUnitWriter:
     def _insert_ledger(self, counts: WriteCounts) -> None:
         values = ledger_values(self.ctx, counts)
         self.sink.query(
-            f"INSERT INTO {q(self.sink.ledger_id)} ({', '.join(LEDGER_COLUMNS)}, loaded_at) "
-            f"VALUES ({', '.join('@' + n for n in LEDGER_COLUMNS)}, CURRENT_TIMESTAMP())",
+            ledger_insert(
+                q(self.sink.ledger_id),
+                lambda i, name: "@" + name,
+                computed=[("loaded_at", "CURRENT_TIMESTAMP()")],
+            ),
             [scalar_parameter(n, v) for n, v in zip(LEDGER_COLUMNS, values, strict=True)],
             jid=job_id(self.key, "ledger"),
         )

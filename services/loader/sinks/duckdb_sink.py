@@ -242,7 +242,8 @@ class DuckDBUnitWriter:
                     f"QUALIFY row_number() OVER (PARTITION BY {key_list} ORDER BY rowid DESC) = 1"
                 )
             self.con.execute(
-                ledger_insert(LEDGER_TABLE, ["?"] * 8), list(ledger_values(self.ctx, counts))
+                ledger_insert(LEDGER_TABLE, lambda i, name: "?"),
+                list(ledger_values(self.ctx, counts)),
             )
             self.con.commit()
         except duckdb.Error as exc:

@@ -387,7 +387,7 @@ class MySQLUnitWriter:
                     f"SELECT {cols} FROM {q(_REJECTED_STAGING)} ORDER BY {q(_ORD)}"
                 )
             self.run(
-                ledger_insert(q(LEDGER_TABLE), ["%s"] * 9, leading=("unit_hash",)),
+                ledger_insert(q(LEDGER_TABLE), lambda i, name: "%s", leading=("unit_hash",)),
                 (
                     unit_hash(key.pipeline, key.task, key.unit, key.fingerprint),
                     *ledger_values(self.ctx, counts),

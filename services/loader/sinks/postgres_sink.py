@@ -309,7 +309,7 @@ class PostgresUnitWriter:
                 self._swap()
             self._write_rejected()
             self.cursor.execute(
-                ledger_insert(LEDGER_TABLE, [f"${i}" for i in range(1, 9)]),
+                ledger_insert(LEDGER_TABLE, lambda i, name: f"${i}"),
                 ledger_values(self.ctx, counts),
             )
             self.conn.commit()

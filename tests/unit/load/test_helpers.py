@@ -45,9 +45,13 @@ def test_rejects_are_tagged_with_run_and_unit_even_when_empty() -> None:
 
 
 def test_ledger_insert_puts_leading_columns_first() -> None:
-    sql = ledger_insert("`l`", ["%s"] * 9, leading=("unit_hash",))
+    sql = ledger_insert("`l`", lambda i, name: "%s", leading=("unit_hash",))
     assert sql.startswith("INSERT INTO `l` (unit_hash, pipeline, task, unit_key, ")
     assert sql.endswith("VALUES (" + ", ".join(["%s"] * 9) + ")")
+    numbered = ledger_insert("l", lambda i, name: f"${i}", computed=[("loaded_at", "now()")])
+    assert numbered.endswith(
+        "rows_rejected, loaded_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now())"
+    )
 
 
 def test_load_data_text_quotes_values_and_marks_nulls() -> None:
