@@ -65,7 +65,6 @@ class BatchPipe:
         while True:
             if self._error is not None or not self._thread.is_alive():
                 self._raise()
-                return
             try:
                 self._queue.put(item, timeout=0.5)
                 return

@@ -137,7 +137,6 @@ class DuckDBUnitWriter:
         self.table = quote_table(ctx.table)
         self.rejected_table = quote_table(ctx.table + "__rejected")
         self.staging = "_sluice_staging"
-        self.prepared = False
         self.schema: pa.Schema | None = None
         self.rejected_columns: set[str] = set()
 
@@ -176,10 +175,10 @@ class DuckDBUnitWriter:
                     f"ALTER TABLE {self.table} ADD COLUMN {quote_ident(field.name)} "
                     f"{_duck_type(self.con, field)}"
                 )
-        if self.ctx.destination.mode == "replace" and not self.prepared:
+        if self.ctx.destination.mode == "replace" and self.schema is None:
             self.con.execute(f"DELETE FROM {self.table}")
         if self.ctx.destination.mode == "merge":
-            if not self.prepared:
+            if self.schema is None:
                 self.con.execute(
                     f"CREATE TEMP TABLE {self.staging} AS SELECT * FROM _sluice_batch LIMIT 0"
                 )
@@ -192,12 +191,11 @@ class DuckDBUnitWriter:
                             f"{_duck_type(self.con, field)}"
                         )
         self.con.unregister("_sluice_batch")
-        self.prepared = True
         self.schema = batch.schema
 
     def write(self, batch: pa.RecordBatch) -> None:
         try:
-            if not self.prepared or not batch.schema.equals(self.schema):
+            if self.schema is None or not batch.schema.equals(self.schema):
                 self._prepare(batch)
             target = self.staging if self.ctx.destination.mode == "merge" else self.table
             self.con.register("_sluice_batch", batch)
@@ -229,7 +227,7 @@ class DuckDBUnitWriter:
 
     def commit(self, counts: WriteCounts) -> None:
         try:
-            if self.ctx.destination.mode == "merge" and self.prepared:
+            if self.ctx.destination.mode == "merge" and self.schema is not None:
                 keys = [quote_ident(k) for k in self.ctx.destination.keys]
                 key_list = ", ".join(keys)
                 self.con.execute(

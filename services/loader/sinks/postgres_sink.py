@@ -158,8 +158,7 @@ class PostgresUnitWriter:
         self.cursor = cursor
         self.ctx = ctx
         self.mode = ctx.destination.mode
-        self.schema_name, self.name = split_table(ctx.table)
-        self.table = quote_table(ctx.table)
+        schema_name, self.name = split_table(ctx.table)
         self.rejected_name = ctx.table + "__rejected"
         self.shadow_name = derived_name(self.name, "__sluice_swap")
         self.pipe: BatchPipe | None = None
@@ -169,11 +168,12 @@ class PostgresUnitWriter:
         self.ingest_table: tuple[str | None, str] | None = None
         self.swap = False
         self.rejects = Spool()
-        if self.schema_name is None:
+        if schema_name is None:
             # ADBC ingest would otherwise pick "public" rather than the search path's schema.
             cursor.execute("SELECT current_schema()")
             row = cursor.fetchone()
-            self.schema_name = str(row[0]) if row and row[0] else "public"
+            schema_name = str(row[0]) if row and row[0] else "public"
+        self.schema_name: str = schema_name
         self.table = self._qualified(self.name)
 
     # ledger ------------------------------------------------------------------------------
@@ -190,16 +190,16 @@ class PostgresUnitWriter:
 
     # schema ------------------------------------------------------------------------------
 
-    def _existing_columns(self, schema: str | None, name: str) -> list[str] | None:
+    def _existing_columns(self, schema: str, name: str) -> list[str] | None:
         self.cursor.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_name = $1 "
-            "AND table_schema = COALESCE($2, current_schema()) ORDER BY ordinal_position",
+            "AND table_schema = $2 ORDER BY ordinal_position",
             (name, schema),
         )
         return [r[0] for r in self.cursor.fetchall()] or None
 
     def _qualified(self, name: str) -> str:
-        return quote_table(f"{self.schema_name}.{name}" if self.schema_name else name)
+        return quote_table(f"{self.schema_name}.{name}")
 
     def _lock_table(self) -> None:
         self.cursor.execute(
