@@ -70,9 +70,7 @@ class LeaseKeeper:
         return held
 
     async def run(self) -> None:
-        while True:
-            await self.renew_once()
-            await asyncio.sleep(self.ttl / 3)
+        await repeat(self.renew_once, self.ttl / 3, "scheduler lease renewal failed")
 
     async def release(self) -> None:
         if self._valid_until:

