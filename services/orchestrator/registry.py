@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from services.common.errors import SpecError
-from services.common.spec.loading import load_pipeline_dir
+from services.common.spec.loading import load_pipeline_dir, pipeline_files
 from services.common.spec.model import Pipeline
 from services.orchestrator import metrics
 from services.orchestrator.errors import PipelineNotFound
@@ -26,7 +26,7 @@ class PipelineRegistry:
         if not self.directory.is_dir():
             return ()
         state = []
-        for path in sorted([*self.directory.glob("*.yaml"), *self.directory.glob("*.yml")]):
+        for path in pipeline_files(self.directory):
             try:
                 info = path.stat()
             except OSError:

@@ -89,12 +89,16 @@ def load_pipeline_file(path: Path) -> Pipeline:
     return pipeline_from_text(path.read_text(encoding="utf-8"), str(path))
 
 
+def pipeline_files(directory: Path) -> list[Path]:
+    """The pipeline files of a directory (``*.yaml``, ``*.yml``), in a stable order."""
+    return sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
+
+
 def load_pipeline_dir(directory: Path) -> tuple[dict[str, Pipeline], dict[str, SpecError]]:
     """Every ``*.yaml``/``*.yml`` under ``directory``: valid pipelines by name, errors by file."""
     pipelines: dict[str, Pipeline] = {}
     errors: dict[str, SpecError] = {}
-    files = sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
-    for path in files:
+    for path in pipeline_files(directory):
         try:
             pipeline = load_pipeline_file(path)
         except SpecError as exc:
