@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -102,3 +102,15 @@ def trigger(url: str, pipeline: str, **body: Any) -> str:
     assert reply.status_code == 202, reply.text
     run_id: str = reply.json()["run_id"]
     return run_id
+
+
+def wait_for(
+    predicate: Callable[[], bool], timeout: float = 30, what: str = "condition", poll: float = 0.1
+) -> None:
+    """Poll ``predicate`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(poll)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -13,7 +13,6 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
@@ -26,7 +25,7 @@ import httpx
 import pytest
 
 from services.cli.stack import free_port
-from tests.conftest import ROOT, trigger, wait_for_run
+from tests.conftest import ROOT, trigger, wait_for, wait_for_run
 
 ARTIFACTS = ROOT / "test-artifacts" / "orchestrate_extras"
 DAY = date(2026, 11, 20)
@@ -136,9 +135,7 @@ def test_daily_report_pipeline_and_run_page(
     good = [r for r in rows if not r[4].startswith("-")]
     assert revenue == sum(Decimal(r[4].replace(",", ".")) for r in good)
 
-    deadline = time.monotonic() + 30
-    while not received and time.monotonic() < deadline:
-        time.sleep(0.2)
+    wait_for(lambda: bool(received), 30, "the rejects alert")
     kinds = [m["sluice"]["kind"] for m in received]
     assert kinds == ["rejects"], received
     assert "1 rows rejected (threshold 0)" in received[0]["text"]

@@ -7,12 +7,11 @@ after the loader is restarted; later triggers load nothing.
 from __future__ import annotations
 
 import signal
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import pg_query, trigger, wait_for_run, write_pipeline
+from tests.conftest import pg_query, trigger, wait_for, wait_for_run, write_pipeline
 from tests.integration.load.conftest import my_query
 
 ROWS = 400_000
@@ -40,15 +39,6 @@ def make_csv(path: Path, rows: int) -> None:
             out.write(f"{i},{i % 97},{i * 0.25:.2f},note number {i},2026-11-{i % 28 + 1:02d}\n")
 
 
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def kill_mid_unit(
     tmp_path: Path,
     stack_factory: Any,
@@ -64,7 +54,7 @@ def kill_mid_unit(
     stack = stack_factory(pipelines)
 
     run_id = trigger(stack.url, "kill")
-    wait_until(loading, 120, "the loader to be in the middle of the unit")
+    wait_for(loading, 120, "the loader to be in the middle of the unit", poll=0.01)
     stack.stop_service("loader", signal.SIGKILL)
     assert visible_rows() == 0, "rows of a killed unit are visible"
     assert ledger_rows() == 0

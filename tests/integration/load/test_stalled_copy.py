@@ -13,9 +13,8 @@ from typing import Any
 import httpx
 import psycopg
 
-from tests.conftest import pg_query, trigger, wait_for_run, write_pipeline
+from tests.conftest import pg_query, trigger, wait_for, wait_for_run, write_pipeline
 from tests.integration.load.conftest import my_query, mysql_conn
-from tests.integration.load.test_exactly_once import wait_until
 
 ROWS = 5_000
 PIPELINE = """\
@@ -60,7 +59,7 @@ def test_cancel_reaches_a_copy_stuck_behind_a_lock(
     try:
         blocker.execute(f'LOCK TABLE "{pg_schema}".orders IN ACCESS EXCLUSIVE MODE')
         run_id = trigger(stack.url, "stalled")
-        wait_until(lambda: waiting_copies(pg_dsn, pg_schema) == 1, 60, "the COPY to wait")
+        wait_for(lambda: waiting_copies(pg_dsn, pg_schema) == 1, 60, "the COPY to wait")
 
         started = time.monotonic()
         reply = httpx.post(f"{stack.url}/api/v1/runs/{run_id}/cancel", timeout=10)
@@ -68,7 +67,7 @@ def test_cancel_reaches_a_copy_stuck_behind_a_lock(
         run = wait_for_run(stack.url, run_id, timeout=60)
         assert run["status"] == "cancelled", run
         # The statement itself is cancelled in the server, not left waiting for the lock.
-        wait_until(lambda: waiting_copies(pg_dsn, pg_schema) == 0, 20, "the COPY to go")
+        wait_for(lambda: waiting_copies(pg_dsn, pg_schema) == 0, 20, "the COPY to go")
         assert time.monotonic() - started < 20
     finally:
         blocker.rollback()
@@ -109,14 +108,14 @@ def test_cancel_reaches_an_insert_stuck_behind_a_lock_in_mariadb(
         with blocker.cursor() as cursor:
             cursor.execute("LOCK TABLES orders WRITE")
         run_id = trigger(stack.url, "stalled")
-        wait_until(lambda: waiting_inserts(mysql_db) == 1, 60, "the INSERT to wait")
+        wait_for(lambda: waiting_inserts(mysql_db) == 1, 60, "the INSERT to wait")
 
         started = time.monotonic()
         reply = httpx.post(f"{stack.url}/api/v1/runs/{run_id}/cancel", timeout=10)
         assert reply.status_code in (200, 202), reply.text
         run = wait_for_run(stack.url, run_id, timeout=60)
         assert run["status"] == "cancelled", run
-        wait_until(lambda: waiting_inserts(mysql_db) == 0, 20, "the INSERT to go")
+        wait_for(lambda: waiting_inserts(mysql_db) == 0, 20, "the INSERT to go")
         assert time.monotonic() - started < 20
     finally:
         with blocker.cursor() as cursor:

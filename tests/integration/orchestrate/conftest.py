@@ -23,6 +23,7 @@ from services.orchestrator.settings import (
     StateSettings,
     TokenEntry,
 )
+from services.orchestrator.state.models import FINAL_STATUSES
 
 OPERATOR = "operator-token-0123456789"
 VIEWER = "viewer-token-0123456789"
@@ -98,19 +99,10 @@ def wait_final(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         run: dict[str, Any] = client.get(f"/api/v1/runs/{run_id}", headers=headers).json()
-        if run["status"] in ("succeeded", "failed", "cancelled", "skipped"):
+        if run["status"] in FINAL_STATUSES:
             return run
         time.sleep(0.1)
     raise AssertionError(f"run {run_id} not final after {timeout}s: {run}")
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 30, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def job_pipeline(name: str, tasks: str, extra: str = "") -> str:

@@ -14,6 +14,7 @@ from prometheus_client import REGISTRY
 from services.orchestrator.app import create_app
 from services.orchestrator.auth import AuthConfigError, hash_token
 from services.orchestrator.settings import AuthSettings
+from tests.conftest import wait_for
 from tests.integration.orchestrate.conftest import (
     OPERATOR,
     VIEWER,
@@ -22,7 +23,6 @@ from tests.integration.orchestrate.conftest import (
     job_pipeline,
     make_settings,
     wait_final,
-    wait_for,
 )
 
 Start = Callable[..., TestClient]

@@ -11,7 +11,8 @@ from prometheus_client import REGISTRY
 
 from services.orchestrator.settings import SchedulerSettings
 from services.orchestrator.state.store import Store
-from tests.integration.orchestrate.conftest import job, job_pipeline, wait_final, wait_for
+from tests.conftest import wait_for
+from tests.integration.orchestrate.conftest import job, job_pipeline, wait_final
 
 Start = Callable[..., TestClient]
 EVERY_MINUTE = job_pipeline(

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from tests.integration.orchestrate_extras.conftest import trigger, wait_final
+from tests.conftest import wait_for
+from tests.integration.orchestrate.conftest import auth
+from tests.integration.orchestrate_extras.conftest import VIEWER, trigger, wait_final
 
 PY = sys.executable
 
@@ -126,14 +127,14 @@ tasks:
         }
     )
     run_id = trigger(client, "scrape")
-    headers = {"Authorization": "Bearer extras-viewer-token-0123456789"}
-    deadline = time.monotonic() + 60
-    task: dict[str, object] = {}
-    while time.monotonic() < deadline:
-        task = client.get(f"/api/v1/runs/{run_id}", headers=headers).json()["tasks"][0]
-        if task["output"]:
-            break
-        time.sleep(0.1)
+
+    def first_task() -> dict[str, object]:
+        reply = client.get(f"/api/v1/runs/{run_id}", headers=auth(VIEWER))
+        task: dict[str, object] = reply.json()["tasks"][0]
+        return task
+
+    wait_for(lambda: bool(first_task()["output"]), 60, "the job's first output")
+    task = first_task()
     assert task["status"] == "running"
     assert task["output"] == "logged in, page 1 of 3\n"
     go.touch()
