@@ -16,7 +16,6 @@ import hashlib
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,12 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import grpc
 import httpx
 import pytest
 import yaml
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.cli.stack import free_port, grpc_healthy
 from tests.deploy.platform.chart import (
     GRPC_SERVICES,
     NAMESPACE,
@@ -182,12 +180,6 @@ def test_job_rbac_covers_every_kubernetes_call_of_the_job_runner() -> None:
 
 
 # ---------------------------------------------------------------- starting the containers locally
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def dockerfile_runtime(svc: str) -> tuple[list[str], dict[str, str]]:
@@ -371,16 +363,6 @@ class ClusterOnLoopback:
             make_writable(tree)
 
 
-def grpc_probe(port: int) -> bool:
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        try:
-            reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=3)
-        except grpc.RpcError:
-            return False
-    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
-
-
 def http_probe(port: int, path: str) -> int | None:
     try:
         return httpx.get(f"http://127.0.0.1:{port}{path}", timeout=3).status_code
@@ -390,7 +372,7 @@ def http_probe(port: int, path: str) -> int | None:
 
 def probe_ok(started: Started, probe: dict[str, Any]) -> bool:
     if "grpc" in probe:
-        return grpc_probe(started.local(probe["grpc"]["port"]))
+        return grpc_healthy(f"127.0.0.1:{started.local(probe['grpc']['port'])}", 3)
     http = probe["httpGet"]
     return http_probe(started.local(http["port"]), http["path"]) == 200
 
