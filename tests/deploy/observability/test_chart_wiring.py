@@ -5,20 +5,18 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from typing import Any
 
-import helm_python
 import pytest
 import yaml
 
 from tests.deploy.observability.prom import (
     DASHBOARDS,
     FILES,
-    ROOT,
     load_dashboards,
     load_rules,
 )
+from tests.deploy.platform.chart import find, objects_of, render_templates
 
 ENABLED = {
     "metrics": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}},
@@ -29,23 +27,13 @@ ENABLED = {
 JOB_RE = re.compile(r".*(extractor|transformer|loader|orchestrator).*")
 
 
-def render(release: str) -> list[dict[str, Any]]:
-    with helm_python.Chart.load(str(ROOT / "helm" / "sluice")) as chart:
-        manifests = chart.render(ENABLED, name=release, namespace="etl")
-    docs = []
-    for path, text in manifests.items():
-        if path.endswith((".yaml", ".yml")):
-            docs.extend(d for d in yaml.safe_load_all(text) if d)
-    return docs
-
-
 @pytest.fixture(scope="module", params=["sluice", "warehouse-etl"])
 def manifests(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
-    return render(request.param)
+    return objects_of(render_templates(ENABLED, release=request.param))
 
 
-def of_kind(docs: list[dict[str, Any]], kind: str) -> Iterator[dict[str, Any]]:
-    return (d for d in docs if d["kind"] == kind)
+def of_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return find(docs, kind)
 
 
 def test_prometheus_rule_carries_the_rule_file_and_not_its_tests(
