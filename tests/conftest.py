@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import psycopg
+import pymysql
 import pytest
 
 from services.cli.stack import LocalStack, StackConfig
@@ -114,3 +115,35 @@ def wait_for(
             return
         time.sleep(poll)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def mysql_conn(database: str | None = None) -> Any:
+    return pymysql.connect(host="127.0.0.1", port=3306, user="root", database=database)
+
+
+def my_query(database: str, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+    conn = mysql_conn(database)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(sql, params)
+            return list(cursor.fetchall())
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def mysql_db() -> Iterator[str]:
+    """A fresh MariaDB database per test, dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    try:
+        conn = mysql_conn()
+    except pymysql.Error as exc:
+        pytest.fail(f"MariaDB is required at {MYSQL_URL}: {exc}")
+    with conn.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE `{name}`")
+    conn.close()
+    yield name
+    conn = mysql_conn()
+    with conn.cursor() as cursor:
+        cursor.execute(f"DROP DATABASE `{name}`")
+    conn.close()

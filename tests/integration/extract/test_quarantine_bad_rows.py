@@ -11,10 +11,7 @@ from typing import Any
 
 import duckdb
 
-from tests.conftest import pg_query, trigger, wait_for_run, write_pipeline
-from tests.integration.load.conftest import my_query, mysql_db
-
-__all__ = ["mysql_db"]  # the fixture, used by name
+from tests.conftest import my_query, pg_query, trigger, wait_for_run, write_pipeline
 
 CSV = """\
 id,name,amount

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pymysql
 import pytest
 
 from services.cli.stack import free_port
@@ -19,42 +18,10 @@ from services.common.spec.render import SecretResolver
 from services.loader.settings import BigQuerySettings
 from services.loader.sinks import sink_for
 from services.loader.sinks.base import LoadContext, UnitKey, WriteCounts
-from tests.conftest import MYSQL_URL, pg_query
+from tests.conftest import my_query, pg_query
 from tests.integration.load.bqemu import running_emulator
 
 BQ_REAL_PROJECT = os.environ.get("SLUICE_TEST_BIGQUERY_PROJECT")
-
-
-def mysql_conn(database: str | None = None) -> Any:
-    return pymysql.connect(host="127.0.0.1", port=3306, user="root", database=database)
-
-
-def my_query(database: str, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
-    conn = mysql_conn(database)
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute(sql, params)
-            return list(cursor.fetchall())
-    finally:
-        conn.close()
-
-
-@pytest.fixture
-def mysql_db() -> Iterator[str]:
-    """A fresh MariaDB database per test, dropped afterwards."""
-    name = f"t_{uuid.uuid4().hex[:10]}"
-    try:
-        conn = mysql_conn()
-    except pymysql.Error as exc:
-        pytest.fail(f"MariaDB is required at {MYSQL_URL}: {exc}")
-    with conn.cursor() as cursor:
-        cursor.execute(f"CREATE DATABASE `{name}`")
-    conn.close()
-    yield name
-    conn = mysql_conn()
-    with conn.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE `{name}`")
-    conn.close()
 
 
 @dataclass

@@ -11,8 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import pg_query, trigger, wait_for, wait_for_run, write_pipeline
-from tests.integration.load.conftest import my_query
+from tests.conftest import my_query, pg_query, trigger, wait_for, wait_for_run, write_pipeline
 
 ROWS = 400_000
 

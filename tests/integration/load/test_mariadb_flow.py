@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import trigger, wait_for_run, write_pipeline
-from tests.integration.load.conftest import my_query
+from tests.conftest import my_query, trigger, wait_for_run, write_pipeline
 
 PIPELINE = """\
 name: shop

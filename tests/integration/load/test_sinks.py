@@ -15,8 +15,8 @@ from services.common.spec.destination import Destination
 from services.common.spec.render import SecretResolver
 from services.loader.sinks import sink_for
 from services.loader.sinks.base import LoadContext, UnitKey, WriteCounts
-from tests.conftest import pg_query
-from tests.integration.load.conftest import Target, load, my_query
+from tests.conftest import my_query, pg_query
+from tests.integration.load.conftest import Target, load
 
 
 def sales(ids: list[int], amount: float = 1.5, **extra: list[object]) -> pa.RecordBatch:

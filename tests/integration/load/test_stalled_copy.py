@@ -13,8 +13,15 @@ from typing import Any
 import httpx
 import psycopg
 
-from tests.conftest import pg_query, trigger, wait_for, wait_for_run, write_pipeline
-from tests.integration.load.conftest import my_query, mysql_conn
+from tests.conftest import (
+    my_query,
+    mysql_conn,
+    pg_query,
+    trigger,
+    wait_for,
+    wait_for_run,
+    write_pipeline,
+)
 
 ROWS = 5_000
 PIPELINE = """\

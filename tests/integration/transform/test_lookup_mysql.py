@@ -2,33 +2,29 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
 import pyarrow as pa
-import pymysql
 import pytest
 
 from services.transformer.steps import UnitContext
+from tests.conftest import mysql_conn
 from tests.unit.transform.conftest import transform
 
 
 @pytest.fixture
-def mysql_db() -> Iterator[str]:
-    name = f"t_{uuid.uuid4().hex[:10]}"
-    conn = pymysql.connect(host="127.0.0.1", port=3306, user="root", autocommit=True)
+def currencies(mysql_db: str) -> str:
+    """A rates table in a fresh MariaDB database; the database name."""
+    conn = mysql_conn(mysql_db)
     with conn.cursor() as cursor:
-        cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-        cursor.execute(f"CREATE TABLE `{name}`.currencies (code VARCHAR(3), rate DOUBLE)")
-        cursor.execute(f"INSERT INTO `{name}`.currencies VALUES ('EUR', 1.0), ('CHF', 1.05)")
-    yield name
-    with conn.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE `{name}`")
+        cursor.execute("CREATE TABLE currencies (code VARCHAR(3), rate DOUBLE)")
+        cursor.execute("INSERT INTO currencies VALUES ('EUR', 1.0), ('CHF', 1.05)")
+    conn.commit()
     conn.close()
+    return mysql_db
 
 
-def test_lookup_reads_a_mysql_destination_table(mysql_db: str) -> None:
-    ctx = UnitContext(file="f.csv", unit="u", destination_uri=f"mysql://root@127.0.0.1/{mysql_db}")
+def test_lookup_reads_a_mysql_destination_table(currencies: str) -> None:
+    uri = f"mysql://root@127.0.0.1/{currencies}"
+    ctx = UnitContext(file="f.csv", unit="u", destination_uri=uri)
     t = transform({"lookup": {"table": "currencies", "on": {"cur": "code"}}}, context=ctx)
     result = t.apply(pa.RecordBatch.from_pydict({"cur": ["CHF", "XXX", "EUR"]}), 0)
     assert result.good is not None
