@@ -251,8 +251,8 @@ class BigQuerySink:
                 f"SELECT unit_key, fingerprint FROM {q(self.ledger_id)} "
                 "WHERE pipeline = @pipeline AND task = @task",
                 [
-                    bigquery.ScalarQueryParameter("pipeline", "STRING", pipeline),
-                    bigquery.ScalarQueryParameter("task", "STRING", task),
+                    scalar_parameter("pipeline", pipeline),
+                    scalar_parameter("task", task),
                 ],
             )
         except gexc.GoogleAPICallError as exc:
@@ -352,10 +352,10 @@ class BigQueryUnitWriter:
             f"SELECT count(*) FROM {q(self.sink.ledger_id)} WHERE pipeline = @p AND task = @t "
             "AND unit_key = @u AND fingerprint = @f",
             [
-                bigquery.ScalarQueryParameter("p", "STRING", key.pipeline),
-                bigquery.ScalarQueryParameter("t", "STRING", key.task),
-                bigquery.ScalarQueryParameter("u", "STRING", key.unit),
-                bigquery.ScalarQueryParameter("f", "STRING", key.fingerprint),
+                scalar_parameter("p", key.pipeline),
+                scalar_parameter("t", key.task),
+                scalar_parameter("u", key.unit),
+                scalar_parameter("f", key.fingerprint),
             ],
         )
         return any(r[0] for r in rows)
