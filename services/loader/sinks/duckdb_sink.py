@@ -11,7 +11,7 @@ import contextlib
 import json
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import duckdb
@@ -170,11 +170,7 @@ class DuckDBUnitWriter:
                 [f.name for f in new], self.ctx.table, self.ctx.destination.schema_policy,
                 self.ctx.key.unit,
             )  # fmt: skip
-            for field in new:
-                self.con.execute(
-                    f"ALTER TABLE {self.table} ADD COLUMN {quote_ident(field.name)} "
-                    f"{_duck_type(self.con, field)}"
-                )
+            self._add_columns(self.table, new, self._column_type)
         if self.ctx.destination.mode == "replace" and self.schema is None:
             self.con.execute(f"DELETE FROM {self.table}")
         if self.ctx.destination.mode == "merge":
@@ -184,12 +180,8 @@ class DuckDBUnitWriter:
                 )
             else:
                 staged = self._existing_columns(self.staging) or []
-                for field in batch.schema:
-                    if field.name not in staged:
-                        self.con.execute(
-                            f"ALTER TABLE {self.staging} ADD COLUMN {quote_ident(field.name)} "
-                            f"{_duck_type(self.con, field)}"
-                        )
+                missing = [f for f in batch.schema if f.name not in staged]
+                self._add_columns(self.staging, missing, self._column_type)
         self.con.unregister("_sluice_batch")
         self.schema = batch.schema
 
@@ -204,6 +196,18 @@ class DuckDBUnitWriter:
         except duckdb.Error as exc:
             raise DestinationError(f"DuckDB write to {self.ctx.table} failed: {exc}") from None
 
+    def _column_type(self, field: pa.Field) -> str:
+        return _duck_type(self.con, field)
+
+    def _add_columns(
+        self, table: str, fields: Iterable[pa.Field], type_of: Callable[[pa.Field], str]
+    ) -> None:
+        """Widen ``table`` (already quoted) with ``fields``, typed by ``type_of``."""
+        for field in fields:
+            self.con.execute(
+                f"ALTER TABLE {table} ADD COLUMN {quote_ident(field.name)} {type_of(field)}"
+            )
+
     def write_rejected(self, batch: pa.RecordBatch) -> None:
         table = tag_rejects(batch, self.ctx)
         self.con.register("_sluice_rejects", table)
@@ -215,12 +219,8 @@ class DuckDBUnitWriter:
                     f"CREATE TABLE {self.rejected_table} AS SELECT * FROM _sluice_rejects LIMIT 0"
                 )
             else:
-                for field in table.schema:
-                    if field.name not in existing:
-                        self.con.execute(
-                            f"ALTER TABLE {self.rejected_table} ADD COLUMN "
-                            f"{quote_ident(field.name)} VARCHAR"
-                        )
+                missing = [f for f in table.schema if f.name not in existing]
+                self._add_columns(self.rejected_table, missing, lambda field: "VARCHAR")
             self.rejected_columns = set(existing or ()) | set(table.schema.names)
         self.con.execute(f"INSERT INTO {self.rejected_table} BY NAME SELECT * FROM _sluice_rejects")
         self.con.unregister("_sluice_rejects")
