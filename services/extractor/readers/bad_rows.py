@@ -26,6 +26,12 @@ RAW_COLUMN = "raw"
 CHECK_NAME = "bad_row"
 
 
+def ragged_reason(expected: int, actual: int) -> str:
+    """Why a record is ragged, e.g. ``expected 3 fields, found 4 (too many)``."""
+    many = "too many" if actual > expected else "too few"
+    return f"expected {expected} fields, found {actual} ({many})"
+
+
 @dataclass(frozen=True)
 class _BadRow:
     record: int
@@ -39,8 +45,7 @@ class _BadRow:
 
     @property
     def reason(self) -> str:
-        many = "too many" if self.actual > self.expected else "too few"
-        return f"expected {self.expected} fields, found {self.actual} ({many})"
+        return ragged_reason(self.expected, self.actual)
 
 
 class BadRows:
@@ -128,4 +133,4 @@ class BadRows:
         )
 
 
-__all__ = ["CHECK_NAME", "RAW_COLUMN", "BadRows"]
+__all__ = ["CHECK_NAME", "RAW_COLUMN", "BadRows", "ragged_reason"]

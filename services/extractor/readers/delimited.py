@@ -32,7 +32,7 @@ from services.common.errors import BadInput
 from services.common.spec.source import SourceOptions
 from services.extractor.metrics import count_skipped_rows
 from services.extractor.readers import schema as schemas
-from services.extractor.readers.bad_rows import BadRows
+from services.extractor.readers.bad_rows import BadRows, ragged_reason
 from services.extractor.readers.base import BatchIterator, ReadLimits, rebatch
 from services.extractor.readers.text import (
     SAMPLE_BYTES,
@@ -120,20 +120,8 @@ class DelimitedReader:
                     encoding=pyarrow_encoding(encoding),
                     use_threads=not bad.needs_record_numbers,
                 ),
-                parse_options=pacsv.ParseOptions(
-                    delimiter=delimiter,
-                    quote_char=options.quotechar,
-                    newlines_in_values=True,
-                    invalid_row_handler=bad.on_invalid,
-                ),
-                convert_options=pacsv.ConvertOptions(
-                    column_types=types,
-                    null_values=schemas.null_values(options),
-                    strings_can_be_null=True,
-                    quoted_strings_can_be_null=False,
-                    true_values=["true", "True", "TRUE"],
-                    false_values=["false", "False", "FALSE"],
-                ),
+                parse_options=_parse_options(delimiter, options, bad.on_invalid),
+                convert_options=_convert_options(types, options),
             )
             return reader, bad
 
@@ -210,18 +198,8 @@ class DelimitedReader:
             table = pacsv.read_csv(
                 io.BytesIO(text.encode("utf-8")),
                 read_options=pacsv.ReadOptions(skip_rows=header_lines, column_names=names),
-                parse_options=pacsv.ParseOptions(
-                    delimiter=delimiter,
-                    quote_char=options.quotechar,
-                    newlines_in_values=True,
-                    invalid_row_handler=lambda row: "skip",
-                ),
-                convert_options=pacsv.ConvertOptions(
-                    column_types={name: pa.string() for name in names},
-                    null_values=schemas.null_values(options),
-                    strings_can_be_null=True,
-                    quoted_strings_can_be_null=False,
-                ),
+                parse_options=_parse_options(delimiter, options, lambda row: "skip"),
+                convert_options=_convert_options({name: pa.string() for name in names}, options),
             )
         except pa.ArrowInvalid as exc:
             if "Empty CSV file" in str(exc):
@@ -305,6 +283,29 @@ class DelimitedReader:
         return BadInput(f"cannot parse as delimited text: {text}", file=str(path))
 
 
+def _parse_options(
+    delimiter: str, options: SourceOptions, on_invalid: Callable[[pacsv.InvalidRow], str]
+) -> pacsv.ParseOptions:
+    return pacsv.ParseOptions(
+        delimiter=delimiter,
+        quote_char=options.quotechar,
+        newlines_in_values=True,
+        invalid_row_handler=on_invalid,
+    )
+
+
+def _convert_options(types: dict[str, pa.DataType], options: SourceOptions) -> pacsv.ConvertOptions:
+    """Null markers as the unit's options say; an empty quoted field stays an empty string."""
+    return pacsv.ConvertOptions(
+        column_types=types,
+        null_values=schemas.null_values(options),
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=False,
+        true_values=["true", "True", "TRUE"],
+        false_values=["false", "False", "FALSE"],
+    )
+
+
 def _rejected(bad: BadRows, next_line: int, *, final: bool = False) -> Iterator[pa.RecordBatch]:
     rejected = bad.take_rejected(next_line, final=final)
     if rejected is not None:
@@ -369,24 +370,30 @@ def _find_long_line(path: Path, encoding: str, limit: int) -> int | None:
     return None
 
 
-def _find_ragged_line(
+def _records(
     path: Path, encoding: str, delimiter: str, options: SourceOptions
-) -> tuple[int | None, str]:
+) -> Iterator[tuple[int, list[str]]]:
+    """(first physical line, fields) of every record after the skipped title rows, read with
+    the standard csv module (the error path only: it knows line numbers, pyarrow does not)."""
     with _open_text(path, encoding) as handle:
         for _ in range(options.skip_rows):
             handle.readline()
         reader = csv.reader(handle, delimiter=delimiter, quotechar=options.quotechar)
-        expected: int | None = None
         previous_end = options.skip_rows
         for row in reader:
-            start = previous_end + 1
+            yield previous_end + 1, row
             previous_end = reader.line_num + options.skip_rows
-            if expected is None:
-                expected = len(row)
-                continue
-            if row and len(row) != expected:
-                many = "too many" if len(row) > expected else "too few"
-                return start, f"expected {expected} fields, found {len(row)} ({many})"
+
+
+def _find_ragged_line(
+    path: Path, encoding: str, delimiter: str, options: SourceOptions
+) -> tuple[int | None, str]:
+    expected: int | None = None
+    for start, row in _records(path, encoding, delimiter, options):
+        if expected is None:
+            expected = len(row)
+        elif row and len(row) != expected:
+            return start, ragged_reason(expected, len(row))
     return None, ""
 
 
@@ -394,17 +401,11 @@ def _find_value(
     path: Path, encoding: str, delimiter: str, options: SourceOptions, index: int, value: str
 ) -> tuple[int | None, str | None]:
     """Line and column name of the first record whose field ``index`` is ``value``."""
-    with _open_text(path, encoding) as handle:
-        for _ in range(options.skip_rows):
-            handle.readline()
-        reader = csv.reader(handle, delimiter=delimiter, quotechar=options.quotechar)
-        header = next(reader, None) if options.header else None
-        names = schemas.unique_names(header) if header else []
-        column = names[index] if index < len(names) else f"f{index}"
-        previous_end = options.skip_rows + (1 if options.header else 0)
-        for row in reader:
-            start = previous_end + 1
-            previous_end = reader.line_num + options.skip_rows
-            if index < len(row) and row[index] == value:
-                return start, column
+    records = _records(path, encoding, delimiter, options)
+    header = next(records, (0, []))[1] if options.header else None
+    names = schemas.unique_names(header) if header else []
+    column = names[index] if index < len(names) else f"f{index}"
+    for start, row in records:
+        if index < len(row) and row[index] == value:
+            return start, column
     return None, column
