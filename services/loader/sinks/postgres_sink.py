@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import adbc_driver_postgresql.dbapi as adbc
@@ -73,6 +73,13 @@ _DDL_LOCK_KEY = 0x5_1C3_1ED6E
 _STAGING = "_sluice_staging"
 
 
+def _ensure_ledger(execute: Callable[[str], object]) -> None:
+    """Create the ledger table if needed, under a lock: two concurrent ``CREATE TABLE IF NOT
+    EXISTS`` can still collide. ``execute`` runs SQL on either driver, inside a transaction."""
+    execute(f"SELECT pg_advisory_xact_lock({_DDL_LOCK_KEY})")
+    execute(LEDGER_DDL)
+
+
 def connection_string(uri: str) -> str:
     """``postgres://`` / ``postgresql+driver://`` as the libpq URI both drivers accept."""
     scheme, rest = uri.split("://", 1)
@@ -114,8 +121,7 @@ class PostgresSink:
         conn = self._connect_adbc()
         try:
             cursor = conn.cursor()
-            cursor.execute("SELECT pg_advisory_xact_lock($1)", (_DDL_LOCK_KEY,))
-            cursor.execute(LEDGER_DDL)
+            _ensure_ledger(cursor.execute)
             conn.commit()
             key = ctx.key
             cursor.execute(
@@ -131,8 +137,7 @@ class PostgresSink:
     def loaded_units(self, pipeline: str, task: str, keys: Sequence[tuple[str, str]]) -> set[str]:
         with self._connect() as conn:
             with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK_KEY,))
-                conn.execute(LEDGER_DDL)
+                _ensure_ledger(conn.execute)
             rows = conn.execute(
                 f"SELECT unit_key, fingerprint FROM {LEDGER_TABLE} "
                 "WHERE pipeline = %s AND task = %s",
