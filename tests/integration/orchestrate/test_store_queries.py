@@ -55,24 +55,23 @@ def test_units_loaded_since_counts_succeeded_units_of_the_pipeline(store: Store)
     assert store.units_loaded_since("sales", in_ten_minutes) == 0
 
 
-def test_a_run_we_finished_is_still_ours_and_an_adopted_one_is_not(store: Store) -> None:
-    run_id = store.create_run(
+def new_run(store: Store) -> str:
+    created = store.create_run(
         pipeline="sales",
         trigger="manual",
         logical_date=datetime.now(UTC),
         params={},
         tasks=[("load", "etl")],
-    ).run["run_id"]
+    )
+    return str(created.run["run_id"])
+
+
+def test_a_run_we_finished_is_still_ours_and_an_adopted_one_is_not(store: Store) -> None:
+    run_id = new_run(store)
     assert store.claim_run(run_id, "me")
     store.set_run_status(run_id, "succeeded")  # its alert hooks still run on this replica
     assert store.heartbeat("me", [run_id]) == (set(), set())
-    other = store.create_run(
-        pipeline="sales",
-        trigger="manual",
-        logical_date=datetime.now(UTC),
-        params={},
-        tasks=[("load", "etl")],
-    ).run["run_id"]
+    other = new_run(store)
     assert store.claim_run(other, "me")
     store.requeue_run(other)  # e.g. given back to the queue: no longer ours
     assert store.heartbeat("me", [other]) == (set(), {other})
