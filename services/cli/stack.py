@@ -46,7 +46,16 @@ class Ports:
 
     @classmethod
     def free(cls) -> Ports:
-        return cls(*(free_port() for _ in range(7)))
+        """Seven different free loopback ports. They are held open until all are chosen: asked
+        one by one, the kernel may hand out a port it just gave back, and two services (e.g. a
+        metrics server and the HTTP API) would then race for it."""
+        with contextlib.ExitStack() as stack:
+            ports = []
+            for _ in range(7):
+                sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+                sock.bind(("127.0.0.1", 0))
+                ports.append(int(sock.getsockname()[1]))
+        return cls(*ports)
 
 
 @dataclass
