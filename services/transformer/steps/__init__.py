@@ -96,6 +96,8 @@ class UnitCounts:
     rejected: int = 0
     filtered: int = 0
     dropped: int = 0
+    set_aside: int = 0
+    """Rows the extractor quarantined before the transform (ragged lines)."""
 
 
 @dataclass
@@ -125,6 +127,7 @@ class UnitTransform:
         self.columns = {c: CastSpec(type=t) for c, t in (columns or {}).items()}
         self.schema_policy = schema_policy
         self.counts = UnitCounts()
+        self.first_set_aside = ""
         self.steps = [self._build(i, s, secrets) for i, s in enumerate(steps)]
         # Without declared columns nothing but these steps touches a batch, so it can stay Arrow.
         self._arrow_only = not self.columns and all(type(s) in _ARROW_ONLY for s in steps)
@@ -212,12 +215,24 @@ class UnitTransform:
                 unit=self.ctx.unit or None,
             ) from exc
 
+    def set_aside(self, rejected: pa.RecordBatch) -> None:
+        """Count rows the extractor quarantined (ragged lines) as rejects of the unit: a file
+        that is mostly garbage must not slip under a check's ``max_reject_ratio``."""
+        self.counts.set_aside += rejected.num_rows
+        if self.first_set_aside or not rejected.num_rows:
+            return
+        first = rejected.slice(0, 1).to_pylist()[0]
+        self.first_set_aside = (
+            f"line {first.get(lineage.LINE)}: {first.get(lineage.REASON)} "
+            f"({first.get(lineage.CHECK)})"
+        )
+
     def finish(self) -> None:
         """Enforce the unit-level rules of each check (``row_count``, ``max_reject_ratio``)."""
-        unit_rows = self.counts.rows_in - self.counts.filtered
+        unit_rows = self.counts.rows_in - self.counts.filtered + self.counts.set_aside
         for step in self.steps:
             if isinstance(step.run, CheckRunner):
-                step.run.finish(unit_rows)
+                step.run.finish(unit_rows, self.counts.set_aside, self.first_set_aside)
 
     def _contract(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Drop lineage columns and apply the task's declared columns (``schema`` policy)."""

@@ -5,7 +5,8 @@ first check it failed (``_sluice_check``), the column (``_sluice_column``) and a
 (``_sluice_reason``); the row keeps its ``_sluice_line``. ``on_fail`` then decides: ``fail`` stops
 the unit at the first bad row, ``drop`` discards bad rows (counted), ``quarantine`` sends them on
 as rejected rows to ``<table>__rejected``. ``max_reject_ratio`` bounds drops and quarantines over
-the whole unit, and ``row_count`` bounds the rows of a unit.
+the whole unit (ragged lines the extractor quarantined included), and ``row_count`` bounds the
+rows of a unit.
 """
 
 from __future__ import annotations
@@ -85,8 +86,13 @@ class CheckRunner:
         bad[lineage.REASON] = reason[failing]
         return typed[~failing], bad
 
-    def finish(self, unit_rows: int) -> None:
-        """Unit-level rules: ``row_count`` minimum and ``max_reject_ratio``."""
+    def finish(self, unit_rows: int, set_aside: int = 0, first_set_aside: str = "") -> None:
+        """Unit-level rules: ``row_count`` minimum and ``max_reject_ratio``.
+
+        ``set_aside`` rows (ragged lines the extractor quarantined, part of ``unit_rows``) count
+        as rejects of a check that drops or quarantines: its ratio bounds every reject of the
+        unit. A check with ``on_fail: fail`` judges only its own rows.
+        """
         bounds = self.step.check.row_count
         if bounds is not None and bounds.min is not None and self.state.rows < bounds.min:
             raise CheckFailed(
@@ -96,12 +102,16 @@ class CheckRunner:
                 unit=self.ctx.unit or None,
             )
         total = max(unit_rows, 1)
-        ratio = self.state.rejected / total
-        if self.state.rejected and ratio > self.step.max_reject_ratio:
+        rejected = self.state.rejected
+        first = self.state.first_problem
+        if self.step.on_fail != "fail" and set_aside:
+            rejected += set_aside
+            first = first or first_set_aside
+        ratio = rejected / total
+        if rejected and ratio > self.step.max_reject_ratio:
             raise CheckFailed(
-                f"{self.state.rejected} of {total} rows ({ratio:.2%}) failed checks, more than "
-                f"max_reject_ratio {self.step.max_reject_ratio:.2%}; first: "
-                f"{self.state.first_problem}",
+                f"{rejected} of {total} rows ({ratio:.2%}) failed checks, more than "
+                f"max_reject_ratio {self.step.max_reject_ratio:.2%}; first: {first}",
                 file=self.ctx.file,
                 unit=self.ctx.unit or None,
             )

@@ -130,3 +130,31 @@ def test_ragged_lines_are_quarantined_in_postgres_and_duckdb(
         (5, BAD_ROWS[1][1], "bad_row", None),
         (6, None, "not_null", "5"),
     ]
+
+
+def test_ragged_lines_count_towards_the_checks_reject_ratio(
+    stack_factory: Any, tmp_path: Path
+) -> None:
+    """Two ragged lines and one row failing the check are 3 of 6: over a 40% bound, although
+    the check alone rejects only 1 of 4."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "sales.csv").write_text(CSV)
+    duck = tmp_path / "strict.duckdb"
+    task = ragged_task("strict", data, f"duckdb:///{duck}", "sales", checked=True)
+    pipelines = tmp_path / "pipelines"
+    write_pipeline(
+        pipelines, "name: strict\ntasks:\n" + task.replace("0.9", "0.4"), "strict.yaml"
+    )
+    stack = stack_factory(pipelines)
+
+    run = wait_for_run(stack.url, trigger(stack.url, "strict"))
+    assert run["status"] == "failed"
+    unit = run["tasks"][0]["units"][0]
+    assert "3 of 6 rows (50.00%) failed checks, more than max_reject_ratio 40.00%" in unit["error"]
+    assert "first: line 6: name is null (not_null)" in unit["error"]
+    if duck.exists():  # nothing of the failed unit is committed
+        with duckdb.connect(str(duck), read_only=True) as con:
+            tables = {row[0] for row in con.execute("SHOW TABLES").fetchall()}
+            for table in tables & {"sales", "sales__rejected"}:
+                assert con.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)

@@ -153,3 +153,37 @@ def test_rejected_values_keep_their_python_text_for_every_type() -> None:
     assert all(
         result.rejected.schema.field(c).type == pa.string() for c in bad if c != "_sluice_line"
     )
+
+
+def ragged(*lines: int) -> pa.RecordBatch:
+    """Rows the extractor quarantined, shaped as its reject batches are."""
+    return pa.RecordBatch.from_pydict(
+        {
+            "raw": ["1,a,2,extra"] * len(lines),
+            "_sluice_check": ["bad_row"] * len(lines),
+            "_sluice_column": [None] * len(lines),
+            "_sluice_reason": ["expected 3 fields, found 4 (too many)"] * len(lines),
+            "_sluice_line": pa.array(lines, pa.int64()),
+        }
+    )
+
+
+def test_ragged_lines_the_extractor_quarantined_count_towards_max_reject_ratio() -> None:
+    t = transform(quarantine({"not_null": ["a"]}, ratio=0.25))
+    t.apply(batch(a=[1, 2, 3, 4, 5, 6]), 0)
+    t.set_aside(ragged(4, 9))
+    t.finish()  # 2 of 8
+    t.set_aside(ragged(11))
+    with pytest.raises(
+        CheckFailed,
+        match=r"3 of 9 rows \(33.33%\).*first: line 4: expected 3 fields, found 4 \(too many\) "
+        r"\(bad_row\)",
+    ):
+        t.finish()
+
+
+def test_a_check_that_fails_on_bad_rows_ignores_ragged_lines_set_aside() -> None:
+    t = transform({"check": {"not_null": ["a"]}})
+    t.apply(batch(a=[1, 2]), 0)
+    t.set_aside(ragged(2, 3, 4))
+    t.finish()
