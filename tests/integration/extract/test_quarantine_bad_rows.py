@@ -143,9 +143,7 @@ def test_ragged_lines_count_towards_the_checks_reject_ratio(
     duck = tmp_path / "strict.duckdb"
     task = ragged_task("strict", data, f"duckdb:///{duck}", "sales", checked=True)
     pipelines = tmp_path / "pipelines"
-    write_pipeline(
-        pipelines, "name: strict\ntasks:\n" + task.replace("0.9", "0.4"), "strict.yaml"
-    )
+    write_pipeline(pipelines, "name: strict\ntasks:\n" + task.replace("0.9", "0.4"), "strict.yaml")
     stack = stack_factory(pipelines)
 
     run = wait_for_run(stack.url, trigger(stack.url, "strict"))
