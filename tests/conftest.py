@@ -57,6 +57,18 @@ def pg_query(dsn: str, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
         return conn.execute(sql, params).fetchall()
 
 
+def pg_copies(dsn: str, schema: str, where: str) -> int:
+    """COPY statements into ``schema`` that PostgreSQL shows in ``pg_stat_activity`` matching
+    ``where`` (``state = 'active'``, ``wait_event_type = 'Lock'``)."""
+    rows = pg_query(
+        dsn,
+        f"SELECT count(*) FROM pg_stat_activity WHERE {where} "
+        "AND query ILIKE 'COPY%%' AND query LIKE %s",
+        (f"%{schema}%",),
+    )
+    return int(rows[0][0])
+
+
 def write_pipeline(directory: Path, text: str, name: str = "pipeline.yaml") -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / name

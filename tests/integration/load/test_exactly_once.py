@@ -11,7 +11,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import my_query, pg_query, trigger, wait_for, wait_for_run, write_pipeline
+from tests.conftest import (
+    my_query,
+    pg_copies,
+    pg_query,
+    trigger,
+    wait_for,
+    wait_for_run,
+    write_pipeline,
+)
 
 ROWS = 400_000
 
@@ -79,13 +87,7 @@ def test_postgres_sigkill_mid_unit_loads_exactly_once(
     uri = f"{pg_dsn}?options=-csearch_path%3D{pg_schema}"
 
     def loading() -> bool:
-        rows = pg_query(
-            pg_dsn,
-            "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
-            "AND query LIKE 'COPY%%' AND query LIKE %s",
-            (f"%{pg_schema}%",),
-        )
-        return bool(rows[0][0])
+        return pg_copies(pg_dsn, pg_schema, "state = 'active'") > 0
 
     def visible_rows() -> int:
         exists = pg_query(pg_dsn, "SELECT to_regclass(%s)", (f'"{pg_schema}"."big"',))[0][0]

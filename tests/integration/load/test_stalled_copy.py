@@ -16,6 +16,7 @@ import psycopg
 from tests.conftest import (
     my_query,
     mysql_conn,
+    pg_copies,
     pg_query,
     trigger,
     wait_for,
@@ -38,13 +39,7 @@ tasks:
 
 
 def waiting_copies(dsn: str, schema: str) -> int:
-    rows = pg_query(
-        dsn,
-        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-        "AND query ILIKE 'COPY%%' AND query LIKE %s",
-        (f"%{schema}%",),
-    )
-    return int(rows[0][0])
+    return pg_copies(dsn, schema, "wait_event_type = 'Lock'")
 
 
 def test_cancel_reaches_a_copy_stuck_behind_a_lock(
