@@ -85,7 +85,7 @@ class TransformerService(transformer_pb2_grpc.TransformerServicer):
                 if message.kind == data_pb2.BATCH_KIND_REJECTED:
                     # Rows the extractor quarantined (ragged lines): on to the loader as they
                     # are, counted against the checks' max_reject_ratio.
-                    transform.set_aside(message.batch())
+                    transform.set_aside(message.num_rows, message.batch)
                     forwarded = message.forward(seq=seq)
                     seq += 1
                     metrics.ROWS_REJECTED.labels(*labels, "bad_row").inc(message.num_rows)

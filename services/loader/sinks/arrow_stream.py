@@ -36,8 +36,11 @@ class BatchPipe:
         schema: pa.Schema,
         consume: Callable[[pa.RecordBatchReader], object],
         depth: int = 4,
+        cancel: Callable[[], object] | None = None,
     ) -> None:
+        """``cancel`` interrupts ``consume`` where it waits outside the queue (in the database)."""
         self.schema = schema
+        self._cancel = cancel
         self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
         self._thread = threading.Thread(
@@ -88,12 +91,12 @@ class BatchPipe:
         if self._error is not None:
             raise self._error
 
-    def abort(self, cancel: Callable[[], object] | None = None) -> None:
+    def abort(self) -> None:
         """Stop the consumer with an error and wait for it; never raises.
 
         Batches not yet consumed are dropped so the stop signal always fits in the queue. A
         consumer stuck in the database (a COPY waiting for a lock) never reads the queue again:
-        after a short wait ``cancel`` interrupts it there.
+        after a short wait the pipe's ``cancel`` interrupts it there.
         """
         if not self._thread.is_alive():
             return
@@ -105,9 +108,9 @@ class BatchPipe:
                 with contextlib.suppress(queue.Empty):
                     self._queue.get_nowait()
         self._thread.join(timeout=CONSUMER_STOP_SECONDS)
-        if self._thread.is_alive() and cancel is not None:
+        if self._thread.is_alive() and self._cancel is not None:
             with contextlib.suppress(Exception):
-                cancel()
+                self._cancel()
         self._thread.join(timeout=30)
 
     @property

@@ -167,7 +167,6 @@ class PostgresUnitWriter:
         self.rejected_name = ctx.table + "__rejected"
         self.shadow_name = derived_name(self.name, "__sluice_swap")
         self.pipe: BatchPipe | None = None
-        self.ingest_cursor: Any = None
         """The cursor the pipe's COPY runs on; cancelled from another thread on abort."""
         self.columns: list[str] = []
         self.ingest_table: tuple[str | None, str] | None = None
@@ -257,7 +256,7 @@ class PostgresUnitWriter:
             added = [f for f in schema if f.name not in self.columns]
             self._add_columns(quote_ident(_STAGING), added)
         self.columns += [n for n in schema.names if n not in self.columns]
-        cursor = self.ingest_cursor = self.conn.cursor()
+        cursor = self.conn.cursor()
 
         def consume(reader: pa.RecordBatchReader) -> object:
             if staging:
@@ -266,7 +265,7 @@ class PostgresUnitWriter:
                 )
             return cursor.adbc_ingest(name, reader, mode="append", db_schema_name=db_schema)
 
-        return BatchPipe(schema, consume)
+        return BatchPipe(schema, consume, cancel=cursor.adbc_cancel)
 
     # data --------------------------------------------------------------------------------
 
@@ -374,7 +373,7 @@ class PostgresUnitWriter:
             pipe, self.pipe = self.pipe, None
             # A COPY stuck in the server (waiting for a lock, a full disk) is cancelled there:
             # the unit's transaction must not stay open after the run has been cancelled.
-            pipe.abort(cancel=self.ingest_cursor.adbc_cancel)
+            pipe.abort()
             if not pipe.finished:
                 # libpq connections are not shared between threads: the connection is left to
                 # the stuck thread (the server ends the transaction when its socket closes).

@@ -49,7 +49,7 @@ from services.common.spec.steps import (
 from services.transformer.errors import StepFailed
 from services.transformer.steps import basic
 from services.transformer.steps.casting import arrow_of, bad_values, convert, raise_on_bad
-from services.transformer.steps.checks import CheckRunner
+from services.transformer.steps.checks import CheckRunner, first_reject
 from services.transformer.steps.context import UnitContext, user_columns
 from services.transformer.steps.custom import CustomStep
 from services.transformer.steps.lookup import Lookup
@@ -215,16 +215,16 @@ class UnitTransform:
                 unit=self.ctx.unit or None,
             ) from exc
 
-    def set_aside(self, rejected: pa.RecordBatch) -> None:
-        """Count rows the extractor quarantined (ragged lines) as rejects of the unit: a file
-        that is mostly garbage must not slip under a check's ``max_reject_ratio``."""
-        self.counts.set_aside += rejected.num_rows
-        if self.first_set_aside or not rejected.num_rows:
+    def set_aside(self, rows: int, batch: Callable[[], pa.RecordBatch]) -> None:
+        """Count ``rows`` the extractor quarantined (ragged lines) as rejects of the unit: a file
+        that is mostly garbage must not slip under a check's ``max_reject_ratio``. ``batch``
+        decodes them; only the unit's first one is read, for the error to name."""
+        self.counts.set_aside += rows
+        if self.first_set_aside or not rows:
             return
-        first = rejected.slice(0, 1).to_pylist()[0]
-        self.first_set_aside = (
-            f"line {first.get(lineage.LINE)}: {first.get(lineage.REASON)} "
-            f"({first.get(lineage.CHECK)})"
+        first = batch().slice(0, 1).to_pylist()[0]
+        self.first_set_aside = first_reject(
+            first.get(lineage.LINE), first.get(lineage.REASON), first.get(lineage.CHECK)
         )
 
     def finish(self) -> None:

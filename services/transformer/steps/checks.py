@@ -25,6 +25,11 @@ from services.transformer.steps.casting import arrow_of, bad_values, convert, se
 from services.transformer.steps.context import UnitContext, user_columns
 
 
+def first_reject(line: object, reason: object, check: object) -> str:
+    """How a unit's first rejected row is named when ``max_reject_ratio`` fails the unit."""
+    return f"line {line}: {reason} ({check})"
+
+
 @dataclass
 class CheckState:
     """What a check step remembers across the batches of one unit."""
@@ -77,8 +82,8 @@ class CheckRunner:
                 unit=self.ctx.unit or None,
             )
         self.state.rejected += int(failing.sum())
-        self.state.first_problem = self.state.first_problem or (
-            f"line {line_no}: {reason[first]} ({check_name[first]})"
+        self.state.first_problem = self.state.first_problem or first_reject(
+            line_no, reason[first], check_name[first]
         )
         bad = frame[failing].copy()
         bad[lineage.CHECK] = check_name[failing]
@@ -86,7 +91,7 @@ class CheckRunner:
         bad[lineage.REASON] = reason[failing]
         return typed[~failing], bad
 
-    def finish(self, unit_rows: int, set_aside: int = 0, first_set_aside: str = "") -> None:
+    def finish(self, unit_rows: int, set_aside: int, first_set_aside: str) -> None:
         """Unit-level rules: ``row_count`` minimum and ``max_reject_ratio``.
 
         ``set_aside`` rows (ragged lines the extractor quarantined, part of ``unit_rows``) count

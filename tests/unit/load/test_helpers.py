@@ -125,13 +125,12 @@ def test_aborting_a_pipe_stops_a_consumer_with_a_full_queue() -> None:
     release = threading.Event()
 
     def slow(reader: pa.RecordBatchReader) -> None:
-        release.wait(10)
+        release.wait(30)  # busy elsewhere until cancelled: it does not drain the queue
         reader.read_all()
 
-    pipe = BatchPipe(schema, slow, depth=2)
+    pipe = BatchPipe(schema, slow, depth=2, cancel=release.set)
     for i in range(2):
         pipe.put(pa.RecordBatch.from_pydict({"a": [i]}, schema=schema))
-    release.set()
     pipe.abort()  # the queue was full: the stop signal still gets in
     assert pipe.finished
 
@@ -146,9 +145,9 @@ def test_aborting_a_pipe_cancels_a_consumer_stuck_in_the_database() -> None:
             raise AssertionError("never cancelled")
         raise RuntimeError("canceling statement due to user request")
 
-    pipe = BatchPipe(schema, stuck)
+    pipe = BatchPipe(schema, stuck, cancel=cancelled.set)
     pipe.put(pa.RecordBatch.from_pydict({"a": [1]}, schema=schema))
-    pipe.abort(cancel=cancelled.set)
+    pipe.abort()
     assert cancelled.is_set()
     assert pipe.finished
 

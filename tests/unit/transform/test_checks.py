@@ -171,9 +171,10 @@ def ragged(*lines: int) -> pa.RecordBatch:
 def test_ragged_lines_the_extractor_quarantined_count_towards_max_reject_ratio() -> None:
     t = transform(quarantine({"not_null": ["a"]}, ratio=0.25))
     t.apply(batch(a=[1, 2, 3, 4, 5, 6]), 0)
-    t.set_aside(ragged(4, 9))
+    aside = ragged(4, 9)
+    t.set_aside(aside.num_rows, lambda: aside)
     t.finish()  # 2 of 8
-    t.set_aside(ragged(11))
+    t.set_aside(1, lambda: ragged(11))
     with pytest.raises(
         CheckFailed,
         match=r"3 of 9 rows \(33.33%\).*first: line 4: expected 3 fields, found 4 \(too many\) "
@@ -185,5 +186,5 @@ def test_ragged_lines_the_extractor_quarantined_count_towards_max_reject_ratio()
 def test_a_check_that_fails_on_bad_rows_ignores_ragged_lines_set_aside() -> None:
     t = transform({"check": {"not_null": ["a"]}})
     t.apply(batch(a=[1, 2]), 0)
-    t.set_aside(ragged(2, 3, 4))
+    t.set_aside(3, lambda: ragged(2, 3, 4))
     t.finish()
