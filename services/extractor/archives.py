@@ -26,7 +26,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from services.common.errors import BadInput
-from services.extractor.readers import format_by_name
+from services.extractor.readers import ZIP_MAGIC, format_by_name
 from services.extractor.spool import safe_suffix, spool_dir
 
 NESTED = "!"
@@ -57,7 +57,7 @@ class Member:
 def is_zip(source: IO[bytes]) -> bool:
     magic = source.read(4)
     source.seek(0)
-    return magic in (b"PK\x03\x04", b"PK\x05\x06")
+    return magic.startswith(ZIP_MAGIC)
 
 
 def _unsafe(name: str) -> bool:

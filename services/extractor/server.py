@@ -156,11 +156,7 @@ class ExtractorService(extractor_pb2_grpc.ExtractorServicer):
     async def _stream(
         self, source: Source, unit: data_pb2.Unit, labels: tuple[str, str]
     ) -> AsyncIterator[wire.OutgoingBatch]:
-        limits = ReadLimits(
-            batch_bytes=self.settings.limits.batch_bytes,
-            max_line_bytes=self.settings.limits.max_line_bytes,
-            excel_in_memory_bytes=self.settings.limits.excel_in_memory_bytes,
-        )
+        limits = ReadLimits.of(self.settings.limits)
         seq = 0
         offset = 0
         quarantined = 0  # rows readers rejected (sent as BATCH_KIND_REJECTED)

@@ -45,6 +45,10 @@ _READERS: dict[str, Reader] = {
 }
 
 
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+"""How a zip file starts: a local file header, or the end record of an empty archive."""
+
+
 def format_by_name(name: str) -> str | None:
     """The format an object name suggests, or None."""
     return _BY_EXTENSION.get(Path(name).suffix.lower())
@@ -54,7 +58,7 @@ def sniff_format(path: Path) -> str | None:
     """The format the first bytes of a file show, or None for plain text."""
     with path.open("rb") as handle:
         magic = handle.read(8)
-    if magic.startswith(b"PK\x03\x04") or magic.startswith(b"PK\x05\x06"):
+    if magic.startswith(ZIP_MAGIC):
         return _zip_kind(path)
     if magic.startswith(OLE2_MAGIC):
         return "xls"  # OLE2: BIFF workbook, or an encrypted xlsx (calamine reports which)

@@ -14,23 +14,32 @@ import pyarrow as pa
 
 from services.common import lineage
 from services.common.spec.source import SourceOptions
+from services.extractor.settings import LimitSettings
 
 BatchIterator = Iterator[pa.RecordBatch]
 
 
+_SETTINGS = LimitSettings()
+
+
 @dataclass(frozen=True)
 class ReadLimits:
-    """Sizes a reader works with (from the extractor settings)."""
+    """Sizes a reader works with; the defaults are the extractor settings' (documented there)."""
 
-    batch_bytes: int = 4 * 1024 * 1024
+    batch_bytes: int = _SETTINGS.batch_bytes
     """Target Arrow size of one emitted batch (bigger parsed blocks are sliced, zero-copy)."""
-    max_line_bytes: int = 1024 * 1024
-    """Longest record accepted; also the text parser's block size, so it bounds memory too
-    (pyarrow keeps a few dozen blocks in flight)."""
+    max_line_bytes: int = _SETTINGS.max_line_bytes
+    """Longest record accepted; also the text parser's block size, so it bounds memory too."""
+    excel_in_memory_bytes: int = _SETTINGS.excel_in_memory_bytes
+    """Largest sheet XML decoded in memory by calamine; bigger workbooks are streamed."""
 
-    excel_in_memory_bytes: int = 64 * 1024 * 1024
-    """Largest sheet XML (uncompressed) decoded in memory by calamine; bigger xlsx/xlsm
-    workbooks are streamed row by row (bounded memory, slower)."""
+    @classmethod
+    def of(cls, settings: LimitSettings) -> ReadLimits:
+        return cls(
+            batch_bytes=settings.batch_bytes,
+            max_line_bytes=settings.max_line_bytes,
+            excel_in_memory_bytes=settings.excel_in_memory_bytes,
+        )
 
     @property
     def block_bytes(self) -> int:

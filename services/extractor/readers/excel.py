@@ -67,10 +67,12 @@ class _Sheet:
     def __init__(self, sheet: Any, options: SourceOptions, file: str) -> None:
         self.name: str = sheet.name
         self.file = file
-        start_col = (sheet.start or (0, 0))[1]
+        self.start_col = (sheet.start or (0, 0))[1]
         top, left, bottom, right = (
             # Without a range the table starts at the first used column, as Excel shows it.
-            parse_range(options.cell_range) if options.cell_range else (1, start_col, None, None)
+            parse_range(options.cell_range)
+            if options.cell_range
+            else (1, self.start_col, None, None)
         )
         self.left, self.right, self.bottom = left, right, bottom
         self.first_row = top + options.skip_rows
@@ -110,13 +112,12 @@ class _Sheet:
         # python-calamine's iter_rows yields every row from the sheet's row 1 (leading empty
         # rows included), each row's cells from the first used column: row numbers are
         # absolute, column positions are relative to ``start``.
-        start_col = (self._sheet.start or (0, 0))[1]
+        start_col = self.start_col
         trim = self.left != start_col or self.right is not None
-        first = 1
-        skip = max(0, self.first_row - first)
-        stop = None if self.bottom is None else max(skip, self.bottom - first + 1)
+        skip = max(0, self.first_row - 1)  # rows before the first one wanted
+        stop = None if self.bottom is None else max(skip, self.bottom)
         source = itertools.islice(self._sheet.iter_rows(), skip, stop)
-        number = first + skip
+        number = 1 + skip
         right = None if self.right is None else self.right + 1
         while block := list(itertools.islice(source, _ROW_BLOCK)):
             if trim:
@@ -280,7 +281,7 @@ class ExcelReader:
             if isinstance(wanted, int):
                 return [workbook.get_sheet_by_index(wanted)]
             return [workbook.get_sheet_by_name(wanted)]
-        except (IndexError, KeyError, calamine.WorksheetNotFound, calamine.CalamineError) as exc:
+        except (IndexError, calamine.CalamineError) as exc:
             if isinstance(exc, calamine.PasswordError):
                 raise BadInput("the workbook is password-protected", file=file) from None
             raise BadInput(

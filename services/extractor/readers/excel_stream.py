@@ -25,9 +25,10 @@ from typing import Any
 
 import openpyxl
 import openpyxl.reader.excel
-from openpyxl.utils.cell import range_boundaries
+import python_calamine as calamine
 from openpyxl.worksheet._read_only import ReadOnlyWorksheet
 
+from services.extractor.readers.cells import cell_position
 from services.extractor.readers.excel_errors import ERROR_TEXTS
 
 _DIMENSION = re.compile(rb"<(?:\w+:)?dimension\b[^>]*\bref=\"([A-Z]+[0-9]+)(?::[A-Z]+[0-9]+)?\"")
@@ -73,8 +74,8 @@ class _SizedFromHead(ReadOnlyWorksheet):
             head = source.read(_HEAD_BYTES)
         match = _DIMENSION.search(head)
         if match is not None:
-            min_col, min_row, _, _ = range_boundaries(match.group(1).decode())
-            self._min_column, self._min_row = min_col or 1, min_row or 1
+            row, col = cell_position(match.group(1).decode())
+            self._min_column, self._min_row = col + 1, row
 
 
 # openpyxl creates its read-only sheets itself, from this module attribute.
@@ -112,7 +113,7 @@ class StreamedWorkbook:
 
     def get_sheet_by_name(self, name: str) -> StreamedSheet:
         if name not in self._book.sheetnames:
-            raise KeyError(name)
+            raise calamine.WorksheetNotFound(name)  # as calamine's own workbooks do
         return StreamedSheet(self._book[name])
 
     def get_sheet_by_index(self, index: int) -> StreamedSheet:

@@ -9,7 +9,7 @@ from typing import IO, Protocol
 
 from services.common.spec.source import Source
 from services.extractor.readers import format_by_name
-from services.extractor.spool import safe_suffix, spool_dir
+from services.extractor.spool import safe_suffix
 
 
 @dataclass(frozen=True)
@@ -54,4 +54,4 @@ def spool_name(name: str) -> str:
     return "object" + safe_suffix(name)
 
 
-__all__ = ["DiscoveredUnit", "SourceBackend", "remote_format", "spool_dir", "spool_name"]
+__all__ = ["DiscoveredUnit", "SourceBackend", "remote_format", "spool_name"]

@@ -19,7 +19,8 @@ from services.common.errors import BadInput, Transient
 from services.common.spec.source import Source
 from services.extractor.errors import SourceNotFound
 from services.extractor.settings import GcsSourceSettings
-from services.extractor.sources.base import DiscoveredUnit, remote_format, spool_dir, spool_name
+from services.extractor.sources.base import DiscoveredUnit, remote_format, spool_name
+from services.extractor.spool import spool_dir
 
 
 def split_uri(uri: str) -> tuple[str, str]:
