@@ -33,7 +33,7 @@ from services.cli.remote import (
     write_token,
 )
 from services.cli.report import print_destinations, print_summary
-from services.cli.stack import LocalStack, Ports, StackConfig, StackError, free_port
+from services.cli.stack import LocalStack, Ports, StackConfig, StackError
 from services.common.errors import SluiceError
 from services.common.spec.loading import load_pipeline_file
 from services.common.spec.model import json_schema
@@ -131,7 +131,6 @@ def cmd_run(ns: argparse.Namespace) -> int:
     stack: LocalStack | None = None
     if not _alive(url):
         ports = Ports.free()
-        ports.http = free_port()
         token = new_token()
         stack = LocalStack(_stack_config(ns, path.parent, ports, token))
         print("no stack running: starting one for this run ...")

@@ -28,10 +28,21 @@ from services.orchestrator.auth import hash_token
 SERVICES = ("extractor", "transformer", "loader", "orchestrator")
 
 
+def free_ports(count: int) -> list[int]:
+    """``count`` different free loopback ports. They are held open until all are chosen: asked
+    one by one, the kernel may hand out a port it just gave back, and two services (e.g. a
+    metrics server and the HTTP API) would then race for it."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind(("127.0.0.1", 0))
+            ports.append(int(sock.getsockname()[1]))
+    return ports
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
 
 
 @dataclass
@@ -46,16 +57,8 @@ class Ports:
 
     @classmethod
     def free(cls) -> Ports:
-        """Seven different free loopback ports. They are held open until all are chosen: asked
-        one by one, the kernel may hand out a port it just gave back, and two services (e.g. a
-        metrics server and the HTTP API) would then race for it."""
-        with contextlib.ExitStack() as stack:
-            ports = []
-            for _ in range(7):
-                sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-                sock.bind(("127.0.0.1", 0))
-                ports.append(int(sock.getsockname()[1]))
-        return cls(*ports)
+        """Seven different free loopback ports (see :func:`free_ports`)."""
+        return cls(*free_ports(7))
 
 
 @dataclass

@@ -28,7 +28,7 @@ import httpx
 import pytest
 import yaml
 
-from services.cli.stack import free_port, grpc_healthy
+from services.cli.stack import free_ports, grpc_healthy
 from tests.deploy.platform.chart import (
     GRPC_SERVICES,
     NAMESPACE,
@@ -226,10 +226,13 @@ class ClusterOnLoopback:
         self.services: dict[str, Started] = {}
         self.trees: list[Path] = []
         # Every declared container port gets its own free local port.
-        self.port_map: dict[str, dict[int, int]] = {}
-        for svc in SERVICES:
-            container = self.container(svc)
-            self.port_map[svc] = {p["containerPort"]: free_port() for p in container["ports"]}
+        declared = {
+            svc: [p["containerPort"] for p in self.container(svc)["ports"]] for svc in SERVICES
+        }
+        local = iter(free_ports(sum(map(len, declared.values()))))
+        self.port_map: dict[str, dict[int, int]] = {
+            svc: {port: next(local) for port in ports} for svc, ports in declared.items()
+        }
 
     def deployment(self, svc: str) -> dict[str, Any]:
         return one(self.objects, "Deployment", f"sluice-{svc}")

@@ -12,7 +12,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from services.cli.stack import free_port
+from services.cli.stack import free_ports
 from services.common.spec.destination import Destination
 from services.common.spec.render import SecretResolver
 from services.loader.settings import BigQuerySettings
@@ -114,7 +114,7 @@ def bigquery_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BigQ
         yield BigQuerySettings()
         return
     log = tmp_path_factory.mktemp("bqemu") / "bqemulator.log"
-    with running_emulator("sluice-test", free_port(), free_port(), log) as endpoint:
+    with running_emulator("sluice-test", *free_ports(2), log) as endpoint:
         yield BigQuerySettings(api_endpoint=endpoint, job_timeout_seconds=120)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 
 import pyarrow as pa
 import pytest
@@ -131,8 +132,10 @@ def test_aborting_a_pipe_stops_a_consumer_with_a_full_queue() -> None:
     pipe = BatchPipe(schema, slow, depth=2, cancel=release.set)
     for i in range(2):
         pipe.put(pa.RecordBatch.from_pydict({"a": [i]}, schema=schema))
+    started = time.monotonic()
     pipe.abort()  # the queue was full: the stop signal still gets in
     assert pipe.finished
+    assert time.monotonic() - started < 10  # well before the consumer's own wait runs out
 
 
 def test_aborting_a_pipe_cancels_a_consumer_stuck_in_the_database() -> None:
