@@ -14,7 +14,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.deploy.observability.prom import require_tool
+from tests.deploy.observability.prom import require_tool, unavailable
 from tests.deploy.platform.chart import (
     ROOT,
     VALUES_CASES,
@@ -137,7 +137,8 @@ def test_kustomize_overlays_build_and_validate(overlay: str) -> None:
 
 
 def prometheus_operator_models() -> Path:
-    """Install the npm models once under .sluice/ (idempotent); skip when npm cannot."""
+    """Install the npm models once under .sluice/ (idempotent); skip locally when npm cannot,
+    fail under CI=true."""
     marker = NODE_MODULES / "@kubernetes-models" / "prometheus-operator" / "package.json"
     if marker.exists():
         return NODE_MODULES
@@ -159,7 +160,7 @@ def prometheus_operator_models() -> Path:
         timeout=300,
     )
     if result.returncode != 0 or not marker.exists():
-        pytest.skip(
+        unavailable(
             f"npm install of @kubernetes-models/prometheus-operator failed: {result.stderr[-500:]}"
         )
     return NODE_MODULES
