@@ -52,6 +52,13 @@ def pg_schema(pg_dsn: str) -> Iterator[str]:
         conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
+@pytest.fixture
+def pg_url(pg_dsn: str, pg_schema: str) -> str:
+    """The test database with ``pg_schema`` as the connection's search_path, so that what a
+    service creates unqualified (its ledger, its state tables) stays inside the test's schema."""
+    return f"{pg_dsn}?options=-csearch_path%3D{pg_schema}"
+
+
 def pg_query(dsn: str, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
     with psycopg.connect(dsn) as conn:
         return conn.execute(sql, params).fetchall()

@@ -49,8 +49,7 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Target:
     if kind == "postgresql":
         dsn = request.getfixturevalue("pg_dsn")
         schema = request.getfixturevalue("pg_schema")
-        # The ledger lives in the connection's current schema: keep it inside the test's schema.
-        uri = f"{dsn}?options=-csearch_path%3D{schema}"
+        uri = request.getfixturevalue("pg_url")  # the ledger stays inside the test's schema
         return Target(kind, uri, f"{schema}.sales", lambda sql: pg_query(dsn, sql))
     if kind == "mariadb":
         db = request.getfixturevalue("mysql_db")

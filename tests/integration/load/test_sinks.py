@@ -168,8 +168,10 @@ def test_readers_see_the_old_rows_until_a_replace_commits(target: Target) -> Non
     ]
 
 
-def test_postgres_replace_keeps_dependent_views_working(pg_dsn: str, pg_schema: str) -> None:
-    uri = f"{pg_dsn}?options=-csearch_path%3D{pg_schema}"
+def test_postgres_replace_keeps_dependent_views_working(
+    pg_dsn: str, pg_schema: str, pg_url: str
+) -> None:
+    uri = pg_url
     load(uri, "sales", [sales([1, 2, 3])], unit="a")
     pg_query_commit(
         pg_dsn, f'CREATE VIEW "{pg_schema}".big_sales AS SELECT id FROM "{pg_schema}".sales'
@@ -179,8 +181,8 @@ def test_postgres_replace_keeps_dependent_views_working(pg_dsn: str, pg_schema: 
     assert rows == [(7,), (8,)]
 
 
-def test_postgres_replace_keeps_grants(pg_dsn: str, pg_schema: str) -> None:
-    uri = f"{pg_dsn}?options=-csearch_path%3D{pg_schema}"
+def test_postgres_replace_keeps_grants(pg_dsn: str, pg_schema: str, pg_url: str) -> None:
+    uri = pg_url
     load(uri, "sales", [sales([1, 2, 3])], unit="a")
     pg_query_commit(pg_dsn, f'GRANT SELECT ON "{pg_schema}".sales TO PUBLIC')
     load(uri, "sales", [sales([7, 8])], unit="b", mode="replace")

@@ -43,16 +43,15 @@ def waiting_copies(dsn: str, schema: str) -> int:
 
 
 def test_cancel_reaches_a_copy_stuck_behind_a_lock(
-    tmp_path: Path, stack_factory: Any, pg_dsn: str, pg_schema: str
+    tmp_path: Path, stack_factory: Any, pg_dsn: str, pg_schema: str, pg_url: str
 ) -> None:
     data = tmp_path / "data"
     data.mkdir()
     (data / "orders.csv").write_text(
         "id,amount\n" + "".join(f"{i},{i * 0.5}\n" for i in range(ROWS))
     )
-    uri = f"{pg_dsn}?options=-csearch_path%3D{pg_schema}"
     pipelines = tmp_path / "pipelines"
-    write_pipeline(pipelines, PIPELINE.format(data=data, uri=uri))
+    write_pipeline(pipelines, PIPELINE.format(data=data, uri=pg_url))
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         conn.execute(f'CREATE TABLE "{pg_schema}".orders (id bigint, amount double precision)')
     stack = stack_factory(pipelines)

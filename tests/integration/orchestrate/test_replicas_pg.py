@@ -33,8 +33,8 @@ TOKEN = "replica-test-token"
 
 
 @pytest.fixture
-def state_url(pg_dsn: str, pg_schema: str) -> str:
-    return f"{pg_dsn}?options=-csearch_path%3D{pg_schema}"
+def state_url(pg_url: str) -> str:
+    return pg_url
 
 
 def test_concurrent_migrations_reach_head_once(state_url: str) -> None:

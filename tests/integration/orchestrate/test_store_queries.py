@@ -17,9 +17,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'state.db'}"
     else:
-        pg_dsn = request.getfixturevalue("pg_dsn")
-        pg_schema = request.getfixturevalue("pg_schema")
-        url = f"{pg_dsn}?options=-csearch_path%3D{pg_schema}"
+        url = request.getfixturevalue("pg_url")
     store = Store(url)
     store.migrate()
     yield store
