@@ -268,13 +268,7 @@ class RunExecutor:
                 if status == "succeeded":
                     metrics.LAST_SUCCESS.labels(pipeline_name).set(time.time())
             if status != "requeued":
-                await self._notify_run_finished(run_id)
-
-    async def _notify_run_finished(self, run_id: str) -> None:
-        await self._notify(self.on_run_finished, run_id)
-
-    async def _notify_task_finished(self, run_id: str, task_id: str) -> None:
-        await self._notify(self.on_task_finished, run_id, task_id)
+                await self._notify(self.on_run_finished, run_id)
 
     async def _notify(
         self, listeners: list[RunListener] | list[TaskListener], run_id: str, *args: str
@@ -344,7 +338,7 @@ class RunExecutor:
                         states[task_id] = "succeeded" if ok else "failed"
                         if not ok:
                             errors.append(task_id)
-                        await self._notify_task_finished(run["run_id"], task_id)
+                        await self._notify(self.on_task_finished, run["run_id"], task_id)
         finally:
             # Cancellation of the run reaches every task in flight (and their gRPC calls).
             for fut in running.values():

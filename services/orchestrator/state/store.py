@@ -309,9 +309,9 @@ class Store:
                 .values(heartbeat_at=utcnow())
             )
             rows = session.execute(
-                select(Run.id, Run.owner, Run.status, Run.cancel_requested).where(Run.id.in_(ids))
+                select(Run.id, Run.owner, Run.cancel_requested).where(Run.id.in_(ids))
             ).all()
-        cancel = {r[0] for r in rows if r[3] and r[1] == owner}
+        cancel = {r[0] for r in rows if r[2] and r[1] == owner}
         # Only the owner says whose a run is: adopting, requeueing and retrying all rewrite it,
         # while a final status we wrote ourselves (the run's alert hooks may still be going)
         # keeps it.

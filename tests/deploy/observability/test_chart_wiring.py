@@ -32,14 +32,10 @@ def manifests(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
     return objects_of(render_templates(ENABLED, release=request.param))
 
 
-def of_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return find(docs, kind)
-
-
 def test_prometheus_rule_carries_the_rule_file_and_not_its_tests(
     manifests: list[dict[str, Any]],
 ) -> None:
-    (rule,) = of_kind(manifests, "PrometheusRule")
+    (rule,) = find(manifests, "PrometheusRule")
     groups = rule["spec"]["groups"]
     assert (
         groups
@@ -50,7 +46,7 @@ def test_prometheus_rule_carries_the_rule_file_and_not_its_tests(
 
 def test_dashboards_are_shipped_verbatim(manifests: list[dict[str, Any]]) -> None:
     shipped = {}
-    for cm in of_kind(manifests, "ConfigMap"):
+    for cm in find(manifests, "ConfigMap"):
         for key, value in cm.get("data", {}).items():
             if key.endswith(".json"):
                 shipped[key] = json.loads(value)
@@ -60,19 +56,19 @@ def test_dashboards_are_shipped_verbatim(manifests: list[dict[str, Any]]) -> Non
 def test_filebeat_config_is_shipped_verbatim(manifests: list[dict[str, Any]]) -> None:
     configs = [
         yaml.safe_load(cm["data"]["filebeat.yml"])
-        for cm in of_kind(manifests, "ConfigMap")
+        for cm in find(manifests, "ConfigMap")
         if "filebeat.yml" in cm.get("data", {})
     ]
     assert configs == [yaml.safe_load((FILES / "filebeat" / "filebeat.yml").read_text())]
 
 
 def test_scrape_jobs_match_the_job_selector(manifests: list[dict[str, Any]]) -> None:
-    (monitor,) = of_kind(manifests, "ServiceMonitor")
+    (monitor,) = find(manifests, "ServiceMonitor")
     wanted = monitor["spec"]["selector"]["matchLabels"]
     ports = {e["port"] for e in monitor["spec"]["endpoints"]}
     scraped = [
         svc
-        for svc in of_kind(manifests, "Service")
+        for svc in find(manifests, "Service")
         if wanted.items() <= svc["metadata"].get("labels", {}).items()
         and ports & {p.get("name") for p in svc["spec"]["ports"]}
     ]

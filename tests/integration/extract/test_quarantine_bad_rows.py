@@ -25,21 +25,23 @@ id,name,amount
 
 CHECKED = """\
     transform:
-      - check: {not_null: [name]}
+      - check: {{not_null: [name]}}
         on_fail: quarantine
-        max_reject_ratio: 0.9
+        max_reject_ratio: {ratio}
 """
 
 
-def ragged_task(task_id: str, data: Path, uri: str, table: str, *, checked: bool) -> str:
+def ragged_task(
+    task_id: str, data: Path, uri: str, table: str, *, max_reject_ratio: float | None
+) -> str:
     """A task reading the ragged csv with ``on_bad_row: quarantine`` into ``table`` at ``uri``;
-    ``checked`` adds a not_null check on name that quarantines too."""
+    a ``max_reject_ratio`` adds a not_null check on name that quarantines too, bounded by it."""
     return (
         f"  - id: {task_id}\n"
         "    source:\n"
         f"      uri: file://{data}/sales.csv\n"
         "      options: {on_bad_row: quarantine}\n"
-        + (CHECKED if checked else "")
+        + ("" if max_reject_ratio is None else CHECKED.format(ratio=max_reject_ratio))
         + f"    destination:\n      uri: {uri}\n      table: {table}\n"
     )
 
@@ -59,17 +61,21 @@ def test_ragged_lines_are_quarantined_in_postgres_and_duckdb(
     duck = tmp_path / "out.duckdb"
     pipelines = tmp_path / "pipelines"
     tasks = [
-        ragged_task("to_pg", data, pg_dsn, f"{pg_schema}.sales", checked=True),
+        ragged_task("to_pg", data, pg_dsn, f"{pg_schema}.sales", max_reject_ratio=0.9),
         ragged_task(
-            "to_maria", data, f"mysql://root@127.0.0.1:3306/{mysql_db}", "sales", checked=True
+            "to_maria",
+            data,
+            f"mysql://root@127.0.0.1:3306/{mysql_db}",
+            "sales",
+            max_reject_ratio=0.9,
         ),
-        ragged_task("to_duck", data, f"duckdb:///{duck}", "sales", checked=False),
+        ragged_task("to_duck", data, f"duckdb:///{duck}", "sales", max_reject_ratio=None),
         ragged_task(
             "to_duck_checked",
             data,
             f"duckdb:///{tmp_path / 'checked.duckdb'}",
             "sales",
-            checked=True,
+            max_reject_ratio=0.9,
         ),
     ]
     write_pipeline(pipelines, "name: ragged\ntasks:\n" + "".join(tasks), "r.yaml")
@@ -141,9 +147,9 @@ def test_ragged_lines_count_towards_the_checks_reject_ratio(
     data.mkdir()
     (data / "sales.csv").write_text(CSV)
     duck = tmp_path / "strict.duckdb"
-    task = ragged_task("strict", data, f"duckdb:///{duck}", "sales", checked=True)
+    task = ragged_task("strict", data, f"duckdb:///{duck}", "sales", max_reject_ratio=0.4)
     pipelines = tmp_path / "pipelines"
-    write_pipeline(pipelines, "name: strict\ntasks:\n" + task.replace("0.9", "0.4"), "strict.yaml")
+    write_pipeline(pipelines, "name: strict\ntasks:\n" + task, "strict.yaml")
     stack = stack_factory(pipelines)
 
     run = wait_for_run(stack.url, trigger(stack.url, "strict"))

@@ -24,7 +24,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     store.engine.dispose()
 
 
-def add_run(store: Store, pipeline: str, unit_statuses: list[str]) -> None:
+def add_run(store: Store, pipeline: str = "sales", unit_statuses: tuple[str, ...] = ()) -> str:
+    """A manual run of ``pipeline`` with one unit per status; its id."""
     run = store.create_run(
         pipeline=pipeline,
         trigger="manual",
@@ -36,12 +37,13 @@ def add_run(store: Store, pipeline: str, unit_statuses: list[str]) -> None:
         store.record_unit(
             run["run_id"], "load", unit_key=f"file{number}.csv", fingerprint="f", status=status
         )
+    return str(run["run_id"])
 
 
 def test_units_loaded_since_counts_succeeded_units_of_the_pipeline(store: Store) -> None:
-    add_run(store, "sales", ["succeeded", "failed", "skipped"])
-    add_run(store, "sales", ["succeeded"])
-    add_run(store, "stock", ["succeeded"])
+    add_run(store, "sales", ("succeeded", "failed", "skipped"))
+    add_run(store, "sales", ("succeeded",))
+    add_run(store, "stock", ("succeeded",))
     # A local-time bound (Berlin is ahead of UTC) must compare as the same instant in UTC.
     an_hour_ago = (datetime.now(UTC) - timedelta(hours=1)).astimezone(ZoneInfo("Europe/Berlin"))
     assert store.units_loaded_since("sales", an_hour_ago) == 2
@@ -53,23 +55,12 @@ def test_units_loaded_since_counts_succeeded_units_of_the_pipeline(store: Store)
     assert store.units_loaded_since("sales", in_ten_minutes) == 0
 
 
-def new_run(store: Store) -> str:
-    created = store.create_run(
-        pipeline="sales",
-        trigger="manual",
-        logical_date=datetime.now(UTC),
-        params={},
-        tasks=[("load", "etl")],
-    )
-    return str(created.run["run_id"])
-
-
 def test_a_run_we_finished_is_still_ours_and_an_adopted_one_is_not(store: Store) -> None:
-    run_id = new_run(store)
+    run_id = add_run(store)
     assert store.claim_run(run_id, "me")
     store.set_run_status(run_id, "succeeded")  # its alert hooks still run on this replica
     assert store.heartbeat("me", [run_id]) == (set(), set())
-    other = new_run(store)
+    other = add_run(store)
     assert store.claim_run(other, "me")
     store.requeue_run(other)  # e.g. given back to the queue: no longer ours
     assert store.heartbeat("me", [other]) == (set(), {other})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +17,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from fastapi.testclient import TestClient
 
+from services.cli.stack import free_port
 from services.orchestrator.auth import hash_token
 from services.orchestrator.settings import (
     AlertSettings,
@@ -82,9 +82,7 @@ def receivers() -> Iterator[Receivers]:
             inbox.mails.append(message_from_bytes(envelope.content))
             return "250 Message accepted for delivery"
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        smtp_port = sock.getsockname()[1]
+    smtp_port = free_port()
     smtp = Controller(Mailbox(), hostname="127.0.0.1", port=smtp_port)
     smtp.start()
     yield Receivers(inbox, f"http://127.0.0.1:{http.server_address[1]}/hook", smtp_port)

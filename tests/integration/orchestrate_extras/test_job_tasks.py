@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from tests.conftest import wait_for
 from tests.integration.orchestrate.conftest import auth
-from tests.integration.orchestrate_extras.conftest import VIEWER, trigger, wait_final
+from tests.integration.orchestrate_extras.conftest import OPERATOR, VIEWER, trigger, wait_final
 
 PY = sys.executable
 
@@ -33,7 +33,7 @@ tasks:
     reply = client.post(
         "/api/v1/pipelines/fetch/runs",
         json={"logical_date": "2026-11-23T00:00:00Z"},
-        headers={"Authorization": "Bearer extras-operator-token-0123456789"},
+        headers=auth(OPERATOR),
     )
     run = wait_final(client, reply.json()["run_id"])
     assert run["status"] == "succeeded"
