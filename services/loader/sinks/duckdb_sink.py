@@ -28,7 +28,7 @@ from services.loader.sinks.base import (
     refuse_frozen_columns,
     tag_rejects,
 )
-from services.loader.sinks.sql import quote_ident, quote_table
+from services.loader.sinks.sql import add_columns, quote_ident, quote_table
 
 _LOCKS: dict[str, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
@@ -203,10 +203,8 @@ class DuckDBUnitWriter:
         self, table: str, fields: Iterable[pa.Field], type_of: Callable[[pa.Field], str]
     ) -> None:
         """Widen ``table`` (already quoted) with ``fields``, typed by ``type_of``."""
-        for field in fields:
-            self.con.execute(
-                f"ALTER TABLE {table} ADD COLUMN {quote_ident(field.name)} {type_of(field)}"
-            )
+        for statement in add_columns(table, fields, type_of):
+            self.con.execute(statement)
 
     def write_rejected(self, batch: pa.RecordBatch) -> None:
         table = tag_rejects(batch, self.ctx)

@@ -45,7 +45,13 @@ from services.loader.sinks.base import (
     refuse_frozen_columns,
     tag_rejects,
 )
-from services.loader.sinks.sql import mysql_type, quote_ident, quote_table, split_table
+from services.loader.sinks.sql import (
+    add_columns,
+    mysql_type,
+    quote_ident,
+    quote_table,
+    split_table,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +74,10 @@ _STAGING = "_sluice_staging"
 _REJECTED_STAGING = "_sluice_rejected_staging"
 _ORD = "_sluice_ord"
 _LOCK_WAIT_SECONDS = 600
+
+
+def _mysql_type(field: pa.Field) -> str:
+    return mysql_type(field.type)
 
 
 def q(name: str) -> str:
@@ -221,9 +231,8 @@ class _Staging:
                 "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
             )
         else:
-            for field in new:
-                column = f"{q(field.name)} {mysql_type(field.type)}"
-                self.writer.run(f"ALTER TABLE {q(self.name)} ADD COLUMN {column}")
+            for statement in add_columns(q(self.name), new, _mysql_type, quote="`"):
+                self.writer.run(statement)
         self.fields.update({f.name: f for f in new})
         if batch.num_rows == 0:
             return
@@ -331,11 +340,9 @@ class MySQLUnitWriter:
                 "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
             )
             return
-        for field in fields.values():
-            if field.name not in existing:
-                self.run(
-                    f"ALTER TABLE {qt(table)} ADD COLUMN {q(field.name)} {mysql_type(field.type)}"
-                )
+        missing = [f for f in fields.values() if f.name not in existing]
+        for statement in add_columns(qt(table), missing, _mysql_type, quote="`"):
+            self.run(statement)
 
     def _check_unique_keys(self) -> None:
         schema, name = split_table(self.ctx.table)

@@ -46,6 +46,7 @@ from services.loader.sinks.base import (
     tag_rejects,
 )
 from services.loader.sinks.sql import (
+    add_columns,
     derived_name,
     merge_statement,
     postgres_type,
@@ -90,9 +91,13 @@ def _message(exc: BaseException) -> str:
     return redact(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
 
 
+def _postgres_type(field: pa.Field) -> str:
+    return postgres_type(field.type)
+
+
 def _column_defs(fields: Iterable[pa.Field]) -> str:
-    """``"name" type, ...`` for CREATE TABLE / ADD COLUMN."""
-    return ", ".join(f"{quote_ident(f.name)} {postgres_type(f.type)}" for f in fields)
+    """``"name" type, ...`` for CREATE TABLE."""
+    return ", ".join(f"{quote_ident(f.name)} {_postgres_type(f)}" for f in fields)
 
 
 class PostgresSink:
@@ -244,8 +249,8 @@ class PostgresUnitWriter:
 
     def _add_columns(self, table: str, fields: Iterable[pa.Field]) -> None:
         """Widen ``table`` (already quoted) with ``fields``, typed as on creation."""
-        for field in fields:
-            self.cursor.execute(f"ALTER TABLE {table} ADD COLUMN {_column_defs([field])}")
+        for statement in add_columns(table, fields, _postgres_type):
+            self.cursor.execute(statement)
 
     def _start_stream(self, schema: pa.Schema) -> BatchPipe:
         assert self.ingest_table is not None

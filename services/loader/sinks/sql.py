@@ -7,7 +7,7 @@ Every table and column name that reaches SQL goes through :func:`quote_ident`, s
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import pyarrow as pa
 
@@ -15,6 +15,16 @@ import pyarrow as pa
 def quote_ident(name: str, quote: str = '"') -> str:
     """Quote one identifier, doubling embedded quote characters."""
     return quote + name.replace(quote, quote * 2) + quote
+
+
+def add_columns(
+    table: str, fields: Iterable[pa.Field], type_of: Callable[[pa.Field], str], quote: str = '"'
+) -> list[str]:
+    """One ``ALTER TABLE ... ADD COLUMN`` per field: ``table`` already quoted, each column typed
+    by ``type_of`` (the dialect's type map)."""
+    return [
+        f"ALTER TABLE {table} ADD COLUMN {quote_ident(f.name, quote)} {type_of(f)}" for f in fields
+    ]
 
 
 def quote_table(name: str, quote: str = '"') -> str:
