@@ -32,6 +32,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -221,16 +223,17 @@ def checkpoint() -> None:
         conn.execute("CHECKPOINT")
 
 
-def fresh_schema() -> str:
+@contextmanager
+def fresh_schema() -> Iterator[str]:
+    """A new PostgreSQL schema, dropped afterwards: every round loads into empty tables."""
     schema = f"bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(PG, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
-    return schema
-
-
-def drop_schema(schema: str) -> None:
-    with psycopg.connect(PG, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    try:
+        yield schema
+    finally:
+        with psycopg.connect(PG, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 def main() -> None:
@@ -241,11 +244,10 @@ def main() -> None:
     print(f"file: {csv} ({csv.stat().st_size / 1e6:.0f} MB, {ROWS:,} rows), {ROUNDS} rounds")
     copy_name, sluice_name = "psql \\copy", "sluice (3 services)"
     times: dict[str, list[float]] = {copy_name: [], sluice_name: []}
-    usage: dict[str, tuple[float, float]] = {}
+    rounds_used: list[dict[str, tuple[float, float]]] = []
     for round_number in range(ROUNDS):
         order = [copy_name, sluice_name] if round_number % 2 == 0 else [sluice_name, copy_name]
-        schema = fresh_schema()
-        try:
+        with fresh_schema() as schema:
             for name in order:
                 checkpoint()
                 if name == copy_name:
@@ -253,26 +255,19 @@ def main() -> None:
                 else:
                     elapsed, used = bench_sluice(csv, schema)
                     times[name].append(elapsed)
-                    usage = {  # the highest peak and CPU seen over the rounds
-                        s: (
-                            max(mb, usage.get(s, (0.0, 0.0))[0]),
-                            max(cpu, usage.get(s, (0.0, 0.0))[1]),
-                        )
-                        for s, (mb, cpu) in used.items()
-                    }
+                    rounds_used.append(used)
                 print(
                     f"  round {round_number + 1}: {name:<22}{times[name][-1]:>7.2f} s", flush=True
                 )
-        finally:
-            drop_schema(schema)
+    usage = {  # the highest peak and CPU seen over the rounds
+        s: (max(u[s][0] for u in rounds_used), max(u[s][1] for u in rounds_used))
+        for s in rounds_used[-1]
+    }
     results = {name: statistics.median(values) for name, values in times.items()}
     if not SKIP_TO_SQL:
-        schema = fresh_schema()
-        try:
+        with fresh_schema() as schema:
             checkpoint()
             results["pandas to_sql"] = bench_to_sql(csv, schema)
-        finally:
-            drop_schema(schema)
 
     print(f"\n{'path (median)':<22}{'seconds':>10}{'rows/s':>14}")
     for name, seconds in results.items():
