@@ -7,6 +7,7 @@ unit's transaction open and a thread of the loader busy, while the run already s
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,30 @@ tasks:
 """
 
 
+def orders_pipeline(tmp_path: Path, uri: str) -> Path:
+    """The orders csv and the pipeline loading it into ``uri``; the pipelines directory."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "orders.csv").write_text(
+        "id,amount\n" + "".join(f"{i},{i * 0.5}\n" for i in range(ROWS))
+    )
+    pipelines = tmp_path / "pipelines"
+    write_pipeline(pipelines, PIPELINE.format(data=data, uri=uri))
+    return pipelines
+
+
+def cancel_while_stuck(url: str, run_id: str, waiting: Callable[[], int], what: str) -> None:
+    """Cancel a run whose statement waits for a lock: the run is cancelled, and the statement
+    itself is gone from the server within seconds (not left waiting for the lock)."""
+    started = time.monotonic()
+    reply = httpx.post(f"{url}/api/v1/runs/{run_id}/cancel", timeout=10)
+    assert reply.status_code in (200, 202), reply.text
+    run = wait_for_run(url, run_id, timeout=60)
+    assert run["status"] == "cancelled", run
+    wait_for(lambda: waiting() == 0, 20, f"the {what} to go")
+    assert time.monotonic() - started < 20
+
+
 def waiting_copies(dsn: str, schema: str) -> int:
     return pg_copies(dsn, schema, "wait_event_type = 'Lock'")
 
@@ -45,13 +70,7 @@ def waiting_copies(dsn: str, schema: str) -> int:
 def test_cancel_reaches_a_copy_stuck_behind_a_lock(
     tmp_path: Path, stack_factory: Any, pg_dsn: str, pg_schema: str, pg_url: str
 ) -> None:
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "orders.csv").write_text(
-        "id,amount\n" + "".join(f"{i},{i * 0.5}\n" for i in range(ROWS))
-    )
-    pipelines = tmp_path / "pipelines"
-    write_pipeline(pipelines, PIPELINE.format(data=data, uri=pg_url))
+    pipelines = orders_pipeline(tmp_path, pg_url)
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         conn.execute(f'CREATE TABLE "{pg_schema}".orders (id bigint, amount double precision)')
     stack = stack_factory(pipelines)
@@ -62,14 +81,7 @@ def test_cancel_reaches_a_copy_stuck_behind_a_lock(
         run_id = trigger(stack.url, "stalled")
         wait_for(lambda: waiting_copies(pg_dsn, pg_schema) == 1, 60, "the COPY to wait")
 
-        started = time.monotonic()
-        reply = httpx.post(f"{stack.url}/api/v1/runs/{run_id}/cancel", timeout=10)
-        assert reply.status_code in (200, 202), reply.text
-        run = wait_for_run(stack.url, run_id, timeout=60)
-        assert run["status"] == "cancelled", run
-        # The statement itself is cancelled in the server, not left waiting for the lock.
-        wait_for(lambda: waiting_copies(pg_dsn, pg_schema) == 0, 20, "the COPY to go")
-        assert time.monotonic() - started < 20
+        cancel_while_stuck(stack.url, run_id, lambda: waiting_copies(pg_dsn, pg_schema), "COPY")
     finally:
         blocker.rollback()
         blocker.close()
@@ -93,14 +105,7 @@ def waiting_inserts(database: str) -> int:
 def test_cancel_reaches_an_insert_stuck_behind_a_lock_in_mariadb(
     tmp_path: Path, stack_factory: Any, mysql_db: str
 ) -> None:
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "orders.csv").write_text(
-        "id,amount\n" + "".join(f"{i},{i * 0.5}\n" for i in range(ROWS))
-    )
-    pipelines = tmp_path / "pipelines"
-    uri = f"mysql://root@127.0.0.1:3306/{mysql_db}"
-    write_pipeline(pipelines, PIPELINE.format(data=data, uri=uri))
+    pipelines = orders_pipeline(tmp_path, f"mysql://root@127.0.0.1:3306/{mysql_db}")
     my_query(mysql_db, "CREATE TABLE orders (id bigint, amount double)")
     stack = stack_factory(pipelines)
 
@@ -111,13 +116,7 @@ def test_cancel_reaches_an_insert_stuck_behind_a_lock_in_mariadb(
         run_id = trigger(stack.url, "stalled")
         wait_for(lambda: waiting_inserts(mysql_db) == 1, 60, "the INSERT to wait")
 
-        started = time.monotonic()
-        reply = httpx.post(f"{stack.url}/api/v1/runs/{run_id}/cancel", timeout=10)
-        assert reply.status_code in (200, 202), reply.text
-        run = wait_for_run(stack.url, run_id, timeout=60)
-        assert run["status"] == "cancelled", run
-        wait_for(lambda: waiting_inserts(mysql_db) == 0, 20, "the INSERT to go")
-        assert time.monotonic() - started < 20
+        cancel_while_stuck(stack.url, run_id, lambda: waiting_inserts(mysql_db), "INSERT")
     finally:
         with blocker.cursor() as cursor:
             cursor.execute("UNLOCK TABLES")
