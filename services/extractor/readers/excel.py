@@ -22,7 +22,7 @@ import operator
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -41,7 +41,6 @@ from services.extractor.readers.text import head
 
 log = logging.getLogger(__name__)
 SAMPLE_ROWS = 20_000
-_ROW_BLOCK = 4096
 _MAX_SAFE_INT = 2**53
 _ERROR_ARRAY = pa.array(sorted(ERROR_TEXTS), pa.string())
 _CONVERSION_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError)
@@ -61,8 +60,45 @@ def parse_range(text: str) -> tuple[int, int, int | None, int | None]:
     )
 
 
+class _Block(NamedTuple):
+    """Data rows of a sheet and their 1-based sheet row numbers (a range when no row between
+    them was dropped, which is the usual case and costs nothing to hold)."""
+
+    numbers: Sequence[int]
+    rows: list[list[Any]]
+
+    def split(self, count: int) -> tuple[_Block, _Block]:
+        return (
+            _Block(self.numbers[:count], self.rows[:count]),
+            _Block(self.numbers[count:], self.rows[count:]),
+        )
+
+    @staticmethod
+    def join(parts: list[_Block]) -> _Block:
+        if len(parts) == 1:
+            return parts[0]
+        rows = list(itertools.chain.from_iterable(p.rows for p in parts))
+        first, last = parts[0].numbers, parts[-1].numbers
+        span = range(first[0], last[-1] + 1)
+        if len(rows) == len(span) and all(isinstance(p.numbers, range) for p in parts):
+            return _Block(span, rows)  # no row dropped between them
+        numbers = list(itertools.chain.from_iterable(p.numbers for p in parts))
+        return _Block(numbers, rows)
+
+    def line_numbers(self) -> pa.Array:
+        numbers = self.numbers
+        if isinstance(numbers, range):
+            return pa.array(np.arange(numbers.start, numbers.stop, dtype=np.int64))
+        return pa.array(numbers, pa.int64())
+
+
 class _Sheet:
-    """Rows of one sheet with their 1-based sheet row numbers, range and title rows applied."""
+    """Rows of one sheet with their 1-based sheet row numbers, range and title rows applied.
+
+    Rows travel in blocks (lists of calamine's row lists) rather than one by one: the Python
+    work per row is then a few C-level list operations, which keeps the reader close to
+    calamine's own speed.
+    """
 
     def __init__(self, sheet: Any, options: SourceOptions, file: str) -> None:
         self.name: str = sheet.name
@@ -82,12 +118,13 @@ class _Sheet:
         self.header: list[str] = []
         self.header_row = 0
         self.width = 0
-        self._rows = self.rows()
-        self._sample: list[tuple[int, list[Any]]] | None = None
-        first = next(self._rows, None)
-        if first is None:
+        self._blocks = self._row_blocks()
+        self._pending: list[_Block] = []
+        """Rows taken but not used yet, the next ones last (a stack)."""
+        first = self.take(1)
+        if not first.rows:
             return
-        number, values = first
+        number, values = first.numbers[0], first.rows[0]
         if options.header:
             texts = [_text(v) for v in values]
             while texts and texts[-1] == "":  # trailing blank header cells: not columns
@@ -97,18 +134,11 @@ class _Sheet:
         else:
             self.header = [f"f{i}" for i in range(len(values))]
             self.header_row = number - 1
-            self._rows = itertools.chain([first], self._rows)
+            self._pending.append(first)
         self.width = len(self.header)
 
-    def rows(self) -> Iterator[tuple[int, list[Any]]]:
-        """Non-empty rows in the range with their sheet row numbers.
-
-        Rows are filtered a block at a time and flattened by ``itertools.chain`` (C), so pulling
-        rows never resumes a Python generator per row.
-        """
-        return itertools.chain.from_iterable(self._row_blocks())
-
-    def _row_blocks(self) -> Iterator[list[tuple[int, list[Any]]]]:
+    def _row_blocks(self) -> Iterator[_Block]:
+        """Blocks of non-empty rows in the range."""
         # python-calamine's iter_rows yields every row from the sheet's row 1 (leading empty
         # rows included), each row's cells from the first used column: row numbers are
         # absolute, column positions are relative to ``start``.
@@ -119,45 +149,49 @@ class _Sheet:
         source = itertools.islice(self._sheet.iter_rows(), skip, stop)
         number = 1 + skip
         right = None if self.right is None else self.right + 1
-        while block := list(itertools.islice(source, _ROW_BLOCK)):
+        while block := list(itertools.islice(source, SAMPLE_ROWS)):
             if trim:
                 pad = [""] * start_col
                 block = [(pad + values)[self.left : right] for values in block]
             numbers = range(number, number + len(block))
+            number += len(block)
             if _has_blank_row(block):
                 self.saw_blank = True
-                kept = [
-                    (n, cells)
-                    for n, cells in zip(numbers, block, strict=True)
-                    if cells.count("") != len(cells)
-                ]
+                kept = [i for i, cells in enumerate(block) if cells.count("") != len(cells)]
+                yield _Block([numbers[i] for i in kept], [block[i] for i in kept])
             else:
-                kept = list(zip(numbers, block, strict=True))
-            number += len(block)
-            yield kept
+                yield _Block(numbers, block)
 
-    def sample(self) -> list[tuple[int, list[Any]]]:
-        """The first data rows (kept: they are also the first rows streamed)."""
-        if self._sample is None:
-            self._sample = list(itertools.islice(self._rows, SAMPLE_ROWS))
-        return self._sample
+    def take(self, wanted: int) -> _Block:
+        """The next ``wanted`` data rows (fewer at the end of the sheet)."""
+        parts: list[_Block] = []
+        count = 0
+        while count < wanted:
+            block = self._pending.pop() if self._pending else next(self._blocks, None)
+            if block is None:
+                break
+            if not block.rows:  # a block of blank rows only
+                continue
+            if count + len(block.rows) > wanted:
+                block, rest = block.split(wanted - count)
+                self._pending.append(rest)
+            parts.append(block)
+            count += len(block.rows)
+        return _Block.join(parts) if parts else _Block(range(0), [])
 
-    def data_rows(self) -> Iterator[tuple[int, list[Any]]]:
-        """Every data row once: the sample, then the rest of the sheet."""
-        sample = self.sample()
-        self._sample = []
-        return itertools.chain(sample, self._rows)
+    def sample(self) -> _Block:
+        """The first data rows, put back to be the first rows streamed."""
+        sample = self.take(SAMPLE_ROWS)
+        self._pending.append(sample)
+        return sample
 
-    def columns(
-        self, rows: list[tuple[int, list[Any]]]
-    ) -> tuple[tuple[int, ...], list[tuple[Any, ...]]]:
-        """The rows' sheet numbers, and their cells as columns (in C, via zip): short rows
-        padded with empty cells, cells past the header cut."""
+    def columns(self, rows: list[list[Any]]) -> list[tuple[Any, ...]]:
+        """The rows' cells as columns (in C, via zip): short rows padded with empty cells,
+        cells past the header cut."""
         width = self.width
-        numbers, cells = zip(*rows, strict=True) if rows else ((), ())
-        if set(map(len, cells)) != {width}:
-            cells = tuple((row + [""] * (width - len(row)))[:width] for row in cells)
-        return numbers, list(zip(*cells, strict=True)) or [() for _ in range(width)]
+        if set(map(len, rows)) != {width}:
+            rows = [(row + [""] * (width - len(row)))[:width] for row in rows]
+        return list(zip(*rows, strict=True)) or [() for _ in range(width)]
 
 
 def _has_blank_row(block: list[list[Any]]) -> bool:
@@ -304,19 +338,18 @@ class ExcelReader:
         errors = 0
         rows = 0
         for sheet in sheets:
-            data_rows = sheet.data_rows()
             while options.max_rows is None or rows < options.max_rows:
                 wanted = SAMPLE_ROWS
                 if options.max_rows is not None:
                     wanted = min(wanted, options.max_rows - rows)
                 with gc_paused():
-                    chunk = list(itertools.islice(data_rows, wanted))
-                    if not chunk:
+                    block = sheet.take(wanted)
+                    if not block.rows:
                         break
-                    batch, bad = self._batch(chunk, sheet, schema, options, all_sheets)
-                    # Free the chunk's cells while collection is still paused: alive, they
+                    batch, bad = self._batch(block, sheet, schema, options, all_sheets)
+                    # Free the block's cells while collection is still paused: alive, they
                     # would all be walked by the collection that resuming sets off.
-                    del chunk
+                    del block
                 errors += bad
                 rows += batch.num_rows
                 yield from rebatch(batch, limits.batch_bytes)
@@ -329,7 +362,7 @@ class ExcelReader:
         nulls = set(schemas.null_values(options)) | ERROR_TEXTS | {""}
         for sheet in sheets:
             fields = []
-            _, columns = sheet.columns(sheet.sample())
+            columns = sheet.columns(sheet.sample().rows)
             for name, column in zip(sheet.header, columns, strict=True):
                 declared = schemas.declared_type(name, options)
                 fields.append(pa.field(name, declared or _infer(column, nulls)))
@@ -339,7 +372,7 @@ class ExcelReader:
 
     def _batch(
         self,
-        chunk: list[tuple[int, list[Any]]],
+        block: _Block,
         sheet: _Sheet,
         schema: pa.Schema,
         options: SourceOptions,
@@ -347,19 +380,20 @@ class ExcelReader:
     ) -> tuple[pa.RecordBatch, int]:
         nulls = set(schemas.null_values(options))
         positions = {name: i for i, name in enumerate(sheet.header)}
-        numbers, columns = sheet.columns(chunk)  # then one Arrow conversion per column
+        columns = sheet.columns(block.rows)  # then one Arrow conversion per column
+        numbers = block.numbers
         arrays = []
         errors = 0
         for field in schema:
             if field.name == lineage.LINE:
-                arrays.append(pa.array(numbers, pa.int64()))
+                arrays.append(block.line_numbers())
                 continue
             if all_sheets and field.name == options.sheet_column:
-                arrays.append(pa.array([sheet.name] * len(chunk), pa.string()))
+                arrays.append(pa.array([sheet.name] * len(numbers), pa.string()))
                 continue
             index = positions.get(field.name)
             column = columns[index] if index is not None and index < len(columns) else ()
-            fast, blank, bad_cells = _fast_column(column, field.type, nulls, len(chunk))
+            fast, blank, bad_cells = _fast_column(column, field.type, nulls, len(numbers))
             errors += bad_cells
             if fast is None:
                 blank = "" in column
@@ -406,41 +440,45 @@ def _encrypted(path: Path) -> bool:
     return start.startswith(OLE2_MAGIC) and _ENCRYPTED_STREAM in start
 
 
+_FAST_KINDS: dict[pa.DataType, set[type]] = {
+    pa.int64(): {int, float},
+    pa.float64(): {int, float},
+    pa.bool_(): {bool},
+    pa.timestamp("us"): {dt.datetime},
+    pa.date32(): {dt.date},
+}
+"""The Python types Arrow converts to each column type exactly as :func:`_coerce` would. Not
+bool among numbers (Arrow reads TRUE as 1), nor a datetime in a date column (Arrow would cut
+off its time of day): those take the careful path, which refuses them with the cell."""
+
+
 def _fast_column(
     column: tuple[Any, ...], kind: pa.DataType, nulls: set[str], rows: int
 ) -> tuple[pa.Array | None, bool, int]:
     """The column converted by Arrow in one call, whether it held blank cells, and how many
-    error texts (``#N/A`` typed as text) it held; None when a cell needs the careful path.
-
-    The conversion is tried on the cells as they are first: blank cells fail it for every
-    type but text, so the columns without any (most of them) are never scanned for blanks.
-    """
+    error texts (``#N/A`` typed as text) it held; None when a cell needs the careful path."""
     if not column:
         return pa.nulls(rows, kind), False, 0
     if kind == pa.string():
         return _fast_text(column, nulls)
-    blank = False
+    allowed = _FAST_KINDS.get(kind)
+    if allowed is None:
+        return None, "" in column, 0
+    values: Sequence[Any] = column
+    kinds = set(map(type, column))
+    blank = str in kinds
+    if blank:  # blank cells are "" to calamine: nulls, unless other texts are there too
+        values = [None if v == "" else v for v in column]
+        kinds = set(map(type, values))
+        kinds.discard(type(None))
+    if not kinds <= allowed:
+        return None, blank, 0
     try:
-        array = _convert(column, kind)
+        if kind == pa.int64() and float in kinds:  # safe cast: whole numbers only
+            return pc.cast(pa.array(values, pa.float64()), kind), blank, 0
+        return pa.array(values, kind), blank, 0
     except _CONVERSION_ERRORS:
-        if "" not in column:
-            return None, False, 0
-        blank = True
-        try:
-            array = _convert([None if v == "" else v for v in column], kind)
-        except _CONVERSION_ERRORS:
-            return None, True, 0
-    if array is None or (kind == pa.date32() and dt.datetime in set(map(type, column))):
-        return None, blank, 0  # a datetime with a time of day must not be truncated silently
-    return array, blank, 0
-
-
-def _convert(values: Sequence[Any], kind: pa.DataType) -> pa.Array | None:
-    if kind == pa.int64():
-        return pc.cast(pa.array(values, pa.float64()), pa.int64())  # safe: whole numbers only
-    if kind in (pa.float64(), pa.bool_(), pa.timestamp("us"), pa.date32()):
-        return pa.array(values, kind)
-    return None
+        return None, blank, 0
 
 
 def _fast_text(column: tuple[Any, ...], nulls: set[str]) -> tuple[pa.Array | None, bool, int]:

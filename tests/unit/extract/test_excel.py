@@ -178,19 +178,33 @@ def test_error_cells_are_null(tmp_path: Path) -> None:
     assert read_table(tmp_path / "e.xlsx").column("b").to_pylist() == [2, None]
 
 
-def test_text_in_a_number_column_names_the_cell(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("first", "late"),
+    [
+        (7, "oops"),  # text among whole numbers
+        (7, True),  # TRUE is not the number 1
+        (7.5, False),
+        (dt.date(2026, 11, 1), dt.datetime(2026, 11, 1, 12, 30)),  # a time of day in a date column
+    ],
+)
+def test_a_late_cell_of_another_kind_names_the_cell(
+    tmp_path: Path, first: object, late: object
+) -> None:
+    """A cell after the sampled rows that the planned type cannot hold exactly is refused
+    with its place, never converted into something else."""
     wb = openpyxl.Workbook()
     ws = wb.active
     ws.title = "S"
     ws.append(["n"])
-    for i in range(25_000):
-        ws.append([i])
-    ws.append(["oops"])
+    for _ in range(25_000):
+        ws.append([first])
+    ws.append([late])
     wb.save(tmp_path / "late.xlsx")
     with pytest.raises(BadInput) as caught:
         read_table(tmp_path / "late.xlsx")
     assert caught.value.context.line == 25_002
     assert "cell A25002" in caught.value.message
+    assert repr(late) in caught.value.message
 
 
 @pytest.mark.parametrize("content", [b"PK\x03\x04garbage", b"", b"not a workbook"])
