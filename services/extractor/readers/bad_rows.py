@@ -20,6 +20,7 @@ import pyarrow.csv as pacsv
 
 from services.common.spec.source import OnBadRow
 from services.extractor.readers.base import rejected_batch
+from services.extractor.readers.blank_lines import BlankLines
 
 RAW_COLUMN = "raw"
 """Column of a quarantined ragged row holding its text as read."""
@@ -51,8 +52,12 @@ class _BadRow:
 class BadRows:
     """Collects ragged rows for one pass over a file and places them between the good rows."""
 
-    def __init__(self, mode: OnBadRow, first_record: int) -> None:
+    def __init__(
+        self, mode: OnBadRow, first_record: int, blank_lines: BlankLines | None = None
+    ) -> None:
         self.mode = mode
+        self.blank_lines = blank_lines
+        """The file's empty lines, which pyarrow drops: they move the lines after them."""
         self.count = 0
         self.first_text = ""
         self._pending: list[_BadRow] = []
@@ -107,7 +112,11 @@ class BadRows:
                 self._placed.append((int(starts[bad.record - self.next_record]), bad))
         self.next_record += total
         good = starts[records - (self.next_record - total)]
-        return good, first_line + int(all_spans.sum())
+        return self._physical(good), first_line + int(all_spans.sum())
+
+    def _physical(self, lines: np.ndarray) -> np.ndarray:
+        """Lines counted over the records only, moved past the empty lines before them."""
+        return lines if self.blank_lines is None else self.blank_lines.physical(lines)
 
     def take_rejected(self, next_line: int, *, final: bool = False) -> pa.RecordBatch | None:
         """Quarantined rows placed so far (``final``: all of them) as one rejected batch."""
@@ -125,9 +134,10 @@ class BadRows:
                 line, record = line + bad.span, bad.record + 1
         if not placed:
             return None
+        lines = self._physical(np.array([line for line, _ in placed], dtype=np.int64))
         return rejected_batch(
             {RAW_COLUMN: pa.array([bad.text for _, bad in placed], pa.string())},
-            lines=[line for line, _ in placed],
+            lines=lines.tolist(),
             check=CHECK_NAME,
             reasons=[bad.reason for _, bad in placed],
         )

@@ -34,6 +34,7 @@ from services.extractor.metrics import count_skipped_rows
 from services.extractor.readers import schema as schemas
 from services.extractor.readers.bad_rows import BadRows, ragged_reason
 from services.extractor.readers.base import BatchIterator, ReadLimits, rebatch
+from services.extractor.readers.blank_lines import find_blank_lines
 from services.extractor.readers.text import (
     SAMPLE_BYTES,
     detect_encoding,
@@ -77,7 +78,11 @@ class DelimitedReader:
             return iter(())
         encoding = detect_encoding(path, options)
         sample = sample_text(path, encoding)
-        body = "\n".join(sample.splitlines()[options.skip_rows :])
+        lines = sample.splitlines()[options.skip_rows :]
+        # pyarrow's skip_rows counts empty lines, after them it drops them: the header is the
+        # first line with text, and the empty lines before it are skipped as title lines.
+        empty = next((i for i, line in enumerate(lines) if line), len(lines))
+        body = "\n".join(lines[empty:])
         delimiter = (
             options.delimiter or self.default_delimiter or sniff_delimiter(body, options.quotechar)
         )
@@ -90,7 +95,8 @@ class DelimitedReader:
         whole_file = path.stat().st_size <= SAMPLE_BYTES
         if whole_file and options.header and not any(s.strip() for s in body.splitlines()[1:]):
             return iter(())  # header only (pyarrow refuses a header without a newline)
-        return self._stream(path, encoding, delimiter, names, options, limits)
+        title_lines = options.skip_rows + empty
+        return self._stream(path, encoding, delimiter, names, title_lines, options, limits)
 
     def _stream(
         self,
@@ -98,11 +104,13 @@ class DelimitedReader:
         encoding: str,
         delimiter: str,
         names: list[str],
+        title_lines: int,
         options: SourceOptions,
         limits: ReadLimits,
     ) -> Iterator[pa.RecordBatch]:
-        header_lines = options.skip_rows + (1 if options.header else 0)
-        bad = BadRows(options.on_bad_row, header_lines + 1)
+        header_lines = title_lines + (1 if options.header else 0)
+        blank_lines = find_blank_lines(path, encoding, options.quotechar, header_lines)
+        bad = BadRows(options.on_bad_row, header_lines + 1, blank_lines)
 
         def open_reader(
             types: dict[str, pa.DataType],
@@ -110,7 +118,7 @@ class DelimitedReader:
             # A fresh collector per pass: a pass that is abandoned for another must not leave
             # its ragged rows behind twice.
             nonlocal bad
-            bad = BadRows(options.on_bad_row, header_lines + 1)
+            bad = BadRows(options.on_bad_row, header_lines + 1, blank_lines)
             reader = pacsv.open_csv(
                 path,
                 read_options=pacsv.ReadOptions(
