@@ -92,6 +92,15 @@ class _Block(NamedTuple):
         return pa.array(numbers, pa.int64())
 
 
+class _Converted(NamedTuple):
+    """A sheet's sampled rows as columns, and those Arrow converted while inferring their
+    types: the first batch uses them instead of doing it again."""
+
+    block: _Block
+    columns: list[tuple[Any, ...]]
+    arrays: dict[str, pa.Array]
+
+
 class _Sheet:
     """Rows of one sheet with their 1-based sheet row numbers, range and title rows applied.
 
@@ -120,6 +129,7 @@ class _Sheet:
         self.width = 0
         self._blocks = self._row_blocks()
         self._pending: list[_Block] = []
+        self.first: _Converted | None = None
         """Rows taken but not used yet, the next ones last (a stack)."""
         first = self.take(1)
         if not first.rows:
@@ -215,62 +225,75 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-_ARROW_KINDS = {pa.int64(), pa.float64(), pa.bool_(), pa.timestamp("us"), pa.string()}
-"""Types Arrow's inference gives exactly as the rules below would; not date32, which Arrow also
-gives to dates mixed with datetimes (the time of day would be cut off)."""
+_ONE_KIND: dict[type, pa.DataType] = {
+    str: pa.string(),
+    bool: pa.bool_(),
+    dt.datetime: pa.timestamp("us"),
+    dt.date: pa.date32(),
+}
 
 
-def _infer_in_arrow(column: tuple[Any, ...]) -> pa.DataType | None:
-    """The type of a column whose cells all have one kind, found by Arrow's own inference (in
-    C); None for anything mixed or blank, which the Python rules below decide."""
+def _infer_in_arrow(column: tuple[Any, ...], kinds: set[type]) -> pa.Array | None:
+    """A sampled column whose cells are all numbers or all of one other kind, converted to its
+    type by one Arrow call (kept: it is also the first batch's column); None for anything
+    mixed or blank, which the Python rules decide."""
     try:
-        array = pa.array(column)
+        if kinds <= {int, float}:
+            if float in kinds:
+                array = pa.array(column, pa.float64())
+                whole = pc.equal(pc.floor(array), array)
+                small = pc.less(pc.abs(array), float(_MAX_SAFE_INT))
+                if pc.all(pc.and_(whole, small)).as_py():
+                    return pc.cast(array, pa.int64())
+                return array
+            array = pa.array(column, pa.int64())
+            # Cells beyond 2**53 were floats in the sheet (calamine gives whole floats as ints).
+            if pc.all(pc.less(pc.abs(array), _MAX_SAFE_INT)).as_py():
+                return array
+            return pc.cast(array, pa.float64())
+        kind = _ONE_KIND.get(kinds.pop()) if len(kinds) == 1 else None
+        if kind is None:
+            return None
+        array = pa.array(column, kind)
     except _CONVERSION_ERRORS:
         return None
-    kind = array.type
-    if kind == pa.float64():
-        whole = pc.equal(pc.floor(array), array)
-        small = pc.less(pc.abs(array), float(_MAX_SAFE_INT))
-        return pa.int64() if pc.all(pc.and_(whole, small)).as_py() else kind
-    if kind == pa.int64():
-        # Cells beyond 2**53 were floats in the sheet (calamine gives whole floats as ints).
-        small = pc.less(pc.abs(array), _MAX_SAFE_INT)
-        return kind if pc.all(small).as_py() else pa.float64()
     if kind == pa.string() and pc.any(pc.equal(array, "")).as_py():
         return None  # blanks among texts: the null-like rules decide
-    return kind if kind in _ARROW_KINDS else None
+    return array
 
 
-def _infer(column: tuple[Any, ...], nulls: set[str]) -> pa.DataType:
-    """The narrowest type of a sampled column (null-like strings ignored)."""
-    fast = _infer_in_arrow(column)  # null-like texts only matter among other kinds: mixed
-    if fast is not None:
-        return fast
+def _infer_sample(column: tuple[Any, ...], nulls: set[str]) -> tuple[pa.DataType, pa.Array | None]:
+    """The narrowest type of a sampled column (null-like strings ignored), and the column
+    converted when one Arrow call could do it."""
     kinds = set(map(type, column))
+    # Null-like texts only matter among other kinds: a column of texts only is text.
+    fast = _infer_in_arrow(column, set(kinds)) if kinds else None
+    if fast is not None:
+        return fast.type, fast
     has_text = str in kinds
     if has_text:
         distinct = set(column)
         texts = distinct if kinds == {str} else {v for v in distinct if v.__class__ is str}
         if texts - nulls:
-            return pa.string()
+            return pa.string(), None
         kinds.discard(str)
     if not kinds:
-        return pa.string()
+        return pa.string(), None
     if kinds <= {float, int}:
         numbers = [v for v in column if v.__class__ is not str] if has_text else column
         try:
             floats = np.asarray(numbers, dtype=np.float64)
         except OverflowError:  # an int beyond float range
-            return pa.float64()
+            return pa.float64(), None
         whole = bool(np.all(np.mod(floats, 1) == 0) and np.all(np.abs(floats) < _MAX_SAFE_INT))
-        return pa.int64() if whole else pa.float64()
+        return (pa.int64() if whole else pa.float64()), None
     if kinds == {bool}:
-        return pa.bool_()
+        return pa.bool_(), None
     if kinds == {dt.date}:
-        return pa.date32()
+        return pa.date32(), None
     if kinds <= {dt.date, dt.datetime}:
-        return pa.timestamp("us")
-    return pa.string()
+        return pa.timestamp("us"), None
+    return pa.string(), None
 
 
 class ExcelReader:
@@ -327,32 +350,41 @@ class ExcelReader:
         self, workbook: Any, options: SourceOptions, limits: ReadLimits, file: str
     ) -> Iterator[pa.RecordBatch]:
         all_sheets = options.sheet == "*"
-        with gc_paused():
-            sheets = [_Sheet(s, options, file) for s in self._sheets(workbook, options, file)]
-            sheets = [s for s in sheets if s.width]
-            if not sheets:
-                return
-            schema = self._plan(sheets, options)
-        if all_sheets:
-            schema = schema.append(pa.field(options.sheet_column, pa.string()))
-        errors = 0
-        rows = 0
-        for sheet in sheets:
-            while options.max_rows is None or rows < options.max_rows:
-                wanted = SAMPLE_ROWS
-                if options.max_rows is not None:
-                    wanted = min(wanted, options.max_rows - rows)
-                with gc_paused():
+        sheets: list[_Sheet] = []
+        schema: pa.Schema | None = None
+        current = errors = rows = 0
+        while True:
+            # Each batch is built with collection paused and its rows freed before it resumes:
+            # alive, they would all be walked by the collection that resuming sets off. The
+            # plan is made in the first batch's pause, so the sampled rows die there too.
+            with gc_paused():
+                if schema is None:
+                    found = self._sheets(workbook, options, file)
+                    sheets = [s for s in (_Sheet(s, options, file) for s in found) if s.width]
+                    if not sheets:
+                        return
+                    schema = self._plan(sheets, options)
+                    if all_sheets:
+                        schema = schema.append(pa.field(options.sheet_column, pa.string()))
+                batch = None
+                while current < len(sheets) and (
+                    options.max_rows is None or rows < options.max_rows
+                ):
+                    wanted = SAMPLE_ROWS
+                    if options.max_rows is not None:
+                        wanted = min(wanted, options.max_rows - rows)
+                    sheet = sheets[current]
                     block = sheet.take(wanted)
-                    if not block.rows:
+                    if block.rows:
+                        batch, bad = self._batch(block, sheet, schema, options, all_sheets)
+                        del block
                         break
-                    batch, bad = self._batch(block, sheet, schema, options, all_sheets)
-                    # Free the block's cells while collection is still paused: alive, they
-                    # would all be walked by the collection that resuming sets off.
-                    del block
-                errors += bad
-                rows += batch.num_rows
-                yield from rebatch(batch, limits.batch_bytes)
+                    current += 1
+            if batch is None:
+                break
+            errors += bad
+            rows += batch.num_rows
+            yield from rebatch(batch, limits.batch_bytes)
         scanned = any(s.saw_blank for s in sheets) and _warn_error_cells(Path(file), sheets)
         if not scanned and errors:
             log.warning("%d error cells (#DIV/0!, #N/A, ...) read as null in %s", errors, file)
@@ -362,10 +394,17 @@ class ExcelReader:
         nulls = set(schemas.null_values(options)) | ERROR_TEXTS | {""}
         for sheet in sheets:
             fields = []
-            columns = sheet.columns(sheet.sample().rows)
+            sample = sheet.sample()
+            columns = sheet.columns(sample.rows)
+            converted = {}
             for name, column in zip(sheet.header, columns, strict=True):
-                declared = schemas.declared_type(name, options)
-                fields.append(pa.field(name, declared or _infer(column, nulls)))
+                kind = schemas.declared_type(name, options)
+                if kind is None:
+                    kind, array = _infer_sample(column, nulls)
+                    if array is not None:
+                        converted[name] = array
+                fields.append(pa.field(name, kind))
+            sheet.first = _Converted(sample, columns, converted)
             per_sheet[sheet.name] = pa.schema(fields)
         merged = schemas.unify(per_sheet)
         return merged.append(pa.field(lineage.LINE, pa.int64()))
@@ -380,7 +419,11 @@ class ExcelReader:
     ) -> tuple[pa.RecordBatch, int]:
         nulls = set(schemas.null_values(options))
         positions = {name: i for i, name in enumerate(sheet.header)}
-        columns = sheet.columns(block.rows)  # then one Arrow conversion per column
+        first, sheet.first = sheet.first, None
+        if first is not None and first.block is block:  # the sample: converted while planning
+            columns, converted = first.columns, first.arrays
+        else:
+            columns, converted = sheet.columns(block.rows), {}  # then one Arrow call a column
         numbers = block.numbers
         arrays = []
         errors = 0
@@ -393,7 +436,13 @@ class ExcelReader:
                 continue
             index = positions.get(field.name)
             column = columns[index] if index is not None and index < len(columns) else ()
-            fast, blank, bad_cells = _fast_column(column, field.type, nulls, len(numbers))
+            ready = converted.get(field.name)
+            if ready is None or ready.type != field.type:  # another sheet may have widened it
+                fast, blank, bad_cells = _fast_column(column, field.type, nulls, len(numbers))
+            elif field.type == pa.string():
+                fast, blank, bad_cells = _checked_text(ready, nulls)
+            else:
+                fast, blank, bad_cells = ready, False, 0
             errors += bad_cells
             if fast is None:
                 blank = "" in column
@@ -488,6 +537,10 @@ def _fast_text(column: tuple[Any, ...], nulls: set[str]) -> tuple[pa.Array | Non
         array = pa.array(column, pa.string())
     except _CONVERSION_ERRORS:
         return None, False, 0  # numbers or dates among the texts
+    return _checked_text(array, nulls)
+
+
+def _checked_text(array: pa.Array, nulls: set[str]) -> tuple[pa.Array | None, bool, int]:
     errors = pc.sum(pc.is_in(array, _ERROR_ARRAY)).as_py() or 0
     if errors or (nulls and pc.any(pc.is_in(array, pa.array(list(nulls), pa.string()))).as_py()):
         return None, False, errors

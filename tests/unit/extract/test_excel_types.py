@@ -9,12 +9,20 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from services.extractor.readers.excel import _infer
+from services.extractor.readers.excel import _infer_sample
 from services.extractor.readers.excel_errors import ERROR_TEXTS
 
 NULLS = {"", "N/A"} | ERROR_TEXTS
 DAY = dt.date(2026, 3, 29)
 MOMENT = dt.datetime(2026, 3, 29, 2, 30)
+
+
+def expected_value(cell: Any, kind: pa.DataType) -> Any:
+    if kind == pa.int64():
+        return int(cell)
+    if kind == pa.float64():
+        return float(cell)
+    return cell
 
 
 @pytest.mark.parametrize(
@@ -30,6 +38,8 @@ MOMENT = dt.datetime(2026, 3, 29, 2, 30)
         ([True, False], pa.bool_()),
         ([True, 1], pa.string()),
         ([1, True], pa.string()),
+        ([1.5, True], pa.string()),  # Arrow alone would read TRUE as 1.0
+        ([False, 2.5], pa.string()),
         ([DAY, DAY], pa.date32()),
         ([DAY, MOMENT], pa.timestamp("us")),  # Arrow alone would cut the time off
         ([MOMENT, DAY], pa.timestamp("us")),
@@ -45,4 +55,8 @@ MOMENT = dt.datetime(2026, 3, 29, 2, 30)
     ],
 )
 def test_sampled_column_type(cells: list[Any], expected: pa.DataType) -> None:
-    assert _infer(tuple(cells), NULLS) == expected
+    kind, converted = _infer_sample(tuple(cells), NULLS)
+    assert kind == expected
+    if converted is not None:  # kept for the first batch: exactly the cells, as that type
+        assert converted.type == expected
+        assert converted.to_pylist() == [expected_value(c, expected) for c in cells]
