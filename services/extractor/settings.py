@@ -26,7 +26,7 @@ class LimitSettings(Section):
     excel_in_memory_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
     """Largest worksheet XML (uncompressed, in the xlsx/xlsm file) read with calamine, which
     holds a whole sheet in memory (about 1.6 bytes per byte of XML). Bigger workbooks are
-    streamed row by row with openpyxl: flat memory, about ten times slower."""
+    streamed row by row: flat memory, about four times slower."""
     max_unpacked_bytes: int = Field(default=4 * 1024**3, ge=1024)
     """Largest size one zip member or gzip/bz2/xz file may unpack to (zip-bomb guard)."""
     max_compression_ratio: float = Field(default=200.0, gt=1)

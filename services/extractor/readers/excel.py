@@ -37,6 +37,7 @@ from services.extractor.readers.base import BatchIterator, ReadLimits, gc_paused
 from services.extractor.readers.cells import column_index, column_letters
 from services.extractor.readers.excel_errors import ERROR_TEXTS, OLE2_MAGIC, find_error_cells
 from services.extractor.readers.excel_stream import StreamedWorkbook, largest_sheet_bytes
+from services.extractor.readers.sheet_xml import SheetXmlError
 from services.extractor.readers.text import head
 
 log = logging.getLogger(__name__)
@@ -324,6 +325,8 @@ class ExcelReader:
             raise BadInput(f"not a readable Excel workbook: {exc}", file=file) from None
         try:
             yield from self._stream(workbook, options, limits, file)
+        except SheetXmlError as exc:
+            raise BadInput(f"not a readable Excel workbook: {exc}", file=file) from None
         finally:
             workbook.close()
 

@@ -1,11 +1,13 @@
-"""Workbooks too big to hold in memory, read row by row with openpyxl's read-only mode.
+"""Workbooks too big to hold in memory, read row by row.
 
 calamine decodes a whole sheet before the first row comes out: about 1.6 bytes of memory per
 byte of the sheet's XML, so a million-row export needs more than an extractor pod has. Above
-``ReadLimits.excel_in_memory_bytes`` of sheet XML the reader switches to openpyxl, which parses
-the XML as a stream (memory stays flat; about ten times slower). The classes here present
-openpyxl's sheets the way calamine does, so everything after the decoding (header, title rows,
-ranges, typing, lineage, errors) is the same code whichever decoder ran:
+``ReadLimits.excel_in_memory_bytes`` of sheet XML the reader switches to streaming: openpyxl's
+read-only mode reads the workbook's parts (sheet names, shared strings, date styles, the date
+system) and :mod:`.sheet_xml` parses the sheet's cells as a stream (memory stays flat; about
+four times slower than calamine). The classes here present those sheets the way calamine
+does, so everything after the decoding (header, title rows, ranges, typing, lineage, errors) is
+the same code whichever decoder ran:
 
 - empty cells are ``""``; rows come from row 1, each from the first used column, whose
   position the sheet's dimension record gives (every common writer fills it in);
@@ -16,7 +18,6 @@ ranges, typing, lineage, errors) is the same code whichever decoder ran:
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 import zipfile
 from collections.abc import Iterator
@@ -29,12 +30,11 @@ import python_calamine as calamine
 from openpyxl.worksheet._read_only import ReadOnlyWorksheet
 
 from services.extractor.readers.cells import cell_position
-from services.extractor.readers.excel_errors import ERROR_TEXTS
+from services.extractor.readers.sheet_xml import iter_sheet_rows
 
 _DIMENSION = re.compile(rb"<(?:\w+:)?dimension\b[^>]*\bref=\"([A-Z]+[0-9]+)(?::[A-Z]+[0-9]+)?\"")
 _HEAD_BYTES = 64 * 1024
 """The dimension record comes before the cells: only the start of the sheet XML is read."""
-_MIDNIGHT = dt.time()
 
 
 def largest_sheet_bytes(path: Path) -> int:
@@ -49,16 +49,6 @@ def largest_sheet_bytes(path: Path) -> int:
     except (zipfile.BadZipFile, OSError):
         return 0
     return max(sizes, default=0)
-
-
-def _cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if value.__class__ is dt.datetime and value.time() == _MIDNIGHT:
-        return value.date()
-    if value.__class__ is str and value in ERROR_TEXTS:
-        return ""
-    return value
 
 
 class _SizedFromHead(ReadOnlyWorksheet):
@@ -89,16 +79,28 @@ class StreamedSheet:
         self._sheet = sheet
         self.name: str = sheet.title
         first_row, first_col = sheet.min_row or 1, sheet.min_column or 1
+        # Only the dimension record's top-left corner is used: the cells themselves say how
+        # far the sheet goes (a writer may get the far corner wrong).
         self.start: tuple[int, int] | None = (first_row - 1, first_col - 1)
-        # Past its top-left corner the dimension record is not trusted: a writer that got the
-        # far corner wrong must not cut rows or columns off.
-        sheet.reset_dimensions()
 
     def iter_rows(self) -> Iterator[list[Any]]:
         """Rows from the sheet's row 1, each from the first used column on (as calamine)."""
         left = (self.start or (0, 0))[1]
-        for values in self._sheet.iter_rows(values_only=True):
-            yield [_cell(v) for v in values[left:]]
+        book = self._sheet.parent
+        following = 1
+        with self._sheet._get_source() as source:
+            for number, cells in iter_sheet_rows(
+                source,
+                self._sheet._shared_strings,
+                book._date_formats,
+                book._timedelta_formats,
+                book.epoch,
+            ):
+                while following < number:  # rows the XML leaves out are empty
+                    yield []
+                    following += 1
+                following = max(following, number + 1)
+                yield cells[left:] if left else cells
 
 
 class StreamedWorkbook:
