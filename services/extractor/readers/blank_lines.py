@@ -4,12 +4,10 @@ pyarrow's csv parser drops empty lines without a trace, and a row's line is coun
 records before it (one line each, plus the newlines quoted inside their fields), so every
 empty line would move the rows after it up by one. Most files have none: one regular
 expression count over the bytes (RE2 inside Arrow, about 10 GB/s, without the GIL) says so and
-nothing more is done. A file that has some is read once more to place them, leaving out the
-newlines inside quoted values (the parity of the quote characters before them) and the title
-lines that ``skip_rows`` skips as they are.
-
-Only encodings that write ``\\n`` and the quote as single ASCII bytes are scanned (utf-8,
-cp1252, latin-1, ...); in a UTF-16 file empty lines still move the numbers after them.
+nothing more is done. A file that has some is read once more to place them: by counting
+newlines when it holds no quote character at all, else with the standard csv module, which
+knows which newlines are inside quoted values (about twice the parse time, paid only by files
+with both empty lines and quotes).
 """
 
 from __future__ import annotations
@@ -22,10 +20,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-_CANDIDATES = rb"\n\r?\n"
-_BEFORE_EMPTY = re.compile(rb"\n(?=\r?\n)")
-"""The newline ending the line before an empty line (a lookahead: runs of them all match)."""
+from services.extractor.readers.text import csv_records
+
 _CHUNK_BYTES = 16 * 1024 * 1024
+_WITHOUT_BOM = {
+    "utf-8-sig": ("utf-8",),
+    "utf-16": ("utf-16-le", "utf-16-be"),
+    "utf-32": ("utf-32-le", "utf-32-be"),
+}
+"""Codecs that write a byte order mark: an empty line's bytes in each byte order."""
 
 
 class BlankLines:
@@ -44,46 +47,63 @@ class BlankLines:
 
 
 def find_blank_lines(
-    path: Path, encoding: str, quotechar: str, after_line: int
+    path: Path, encoding: str, delimiter: str, quotechar: str, after_line: int
 ) -> BlankLines | None:
-    """The empty lines past ``after_line`` (the lines skipped as they are), or None if none."""
-    try:
-        newline, quote = "\n".encode(encoding), quotechar.encode(encoding)
-    except (UnicodeError, LookupError):
+    """The empty lines past ``after_line`` (the title and header lines, which are skipped as
+    they are), or None if there are none."""
+    if not _has_candidates(path, _candidates(encoding)):
         return None
-    if newline != b"\n" or len(quote) != 1 or codecs.lookup(encoding).name.startswith("utf-16"):
-        return None
-    if not _has_candidates(path):
-        return None
-    lines = [line for line in _empty_lines(path, quote) if line > after_line]
+    lines = _unquoted_empty_lines(path, encoding, quotechar)
+    if lines is None:
+        records = csv_records(path, encoding, delimiter, quotechar)
+        lines = [line for line, fields in records if not fields]
+    lines = [line for line in lines if line > after_line]
     return BlankLines(lines) if lines else None
 
 
-def _has_candidates(path: Path) -> bool:
-    """Whether the bytes hold ``\\n\\n`` or ``\\n\\r\\n`` anywhere (quoted or not), or start
-    with an empty line."""
+def _candidates(encoding: str) -> bytes:
+    """A pattern of the bytes ``\\n\\n`` and ``\\n\\r\\n`` in the file's encoding (RE2 and
+    Python's re read it alike)."""
+    name = codecs.lookup(encoding).name
+    texts = [
+        text.encode(codec)
+        for codec in _WITHOUT_BOM.get(name, (name,))
+        for text in ("\n\n", "\n\r\n")
+    ]
+    return b"|".join(b"".join(b"\\x%02x" % byte for byte in text) for text in texts)
+
+
+def _has_candidates(path: Path, pattern: bytes) -> bool:
+    """Whether the bytes hold an empty line's bytes anywhere (inside quotes or not)."""
+    seams = re.compile(pattern)
+    longest = max(map(len, pattern.split(b"|"))) // 4  # four pattern bytes per file byte
     buffer = bytearray(_CHUNK_BYTES)  # one buffer, refilled: no allocation per chunk
     view = memoryview(buffer)
-    previous = b"\n"  # as if a line ended before the file: an empty first line is seen
+    previous = b""
     with path.open("rb", buffering=0) as handle:
         while length := handle.readinto(view):
-            seam = previous + bytes(view[: min(2, length)])  # a candidate across two chunks
-            if b"\n\n" in seam or b"\n\r\n" in seam:
+            seam = previous + bytes(view[: min(longest, length)])  # across two chunks
+            if seams.search(seam):
                 return True
             offsets = pa.py_buffer(np.array([0, length], dtype=np.int64))
             chunk = pa.py_buffer(view[:length])  # zero-copy
             array = pa.Array.from_buffers(pa.large_binary(), 1, [None, offsets, chunk])
-            if pc.count_substring_regex(array, _CANDIDATES)[0].as_py():
+            if pc.count_substring_regex(array, pattern.decode())[0].as_py():
                 return True
-            previous = bytes(view[max(0, length - 2) : length])
+            previous = bytes(view[max(0, length - longest) : length])
     return False
 
 
-def _empty_lines(path: Path, quote: bytes) -> list[int]:
-    """Physical numbers of the empty lines outside quoted values."""
+def _unquoted_empty_lines(path: Path, encoding: str, quotechar: str) -> list[int] | None:
+    """Physical numbers of the empty lines, found by counting newlines; None when the file
+    is not one byte per ASCII character or holds the quote character (a newline may then be
+    inside a value)."""
+    codec = _WITHOUT_BOM.get(codecs.lookup(encoding).name, (encoding,))[0]
+    quote = quotechar.encode(codec, errors="replace")
+    if "\n".encode(codec) != b"\n" or len(quote) != 1:
+        return None
     found: list[int] = []
     lines_before = 0  # newlines before the current piece
-    quotes_before = 0
     carry = b""
     with path.open("rb") as handle:
         while True:
@@ -92,24 +112,22 @@ def _empty_lines(path: Path, quote: bytes) -> list[int]:
             if data:
                 cut = piece.rfind(b"\n") + 1  # whole lines only; the rest waits for more
                 piece, carry = piece[:cut], piece[cut:]
-            if not piece:
-                if not data:
-                    break
-                continue
-            starts = [0] if piece.startswith((b"\n", b"\r\n")) else []
-            starts += [match.end() for match in _BEFORE_EMPTY.finditer(piece)]
-            position = lines = quotes = 0
-            for start in starts:
-                lines += piece.count(b"\n", position, start)
-                quotes += piece.count(quote, position, start)
-                position = start
-                if (quotes_before + quotes) % 2 == 0:  # not inside a quoted value
-                    found.append(lines_before + lines + 1)
+            if quote in piece:
+                return None
+            if piece.startswith((b"\n", b"\r\n")):  # pieces start at a line's start
+                found.append(lines_before + 1)
+            position = lines = 0
+            for match in _BEFORE_EMPTY.finditer(piece):
+                lines += piece.count(b"\n", position, match.end())
+                position = match.end()
+                found.append(lines_before + lines + 1)
             lines_before += piece.count(b"\n")
-            quotes_before += piece.count(quote)
             if not data:
-                break
-    return found
+                return found
+
+
+_BEFORE_EMPTY = re.compile(rb"\n(?=\r?\n)")
+"""The newline ending the line before an empty line (a lookahead: runs of them all match)."""
 
 
 __all__ = ["BlankLines", "find_blank_lines"]

@@ -37,7 +37,9 @@ from services.extractor.readers.base import BatchIterator, ReadLimits, rebatch
 from services.extractor.readers.blank_lines import find_blank_lines
 from services.extractor.readers.text import (
     SAMPLE_BYTES,
+    csv_records,
     detect_encoding,
+    open_text,
     pyarrow_encoding,
     sample_text,
     undecodable,
@@ -109,7 +111,7 @@ class DelimitedReader:
         limits: ReadLimits,
     ) -> Iterator[pa.RecordBatch]:
         header_lines = title_lines + (1 if options.header else 0)
-        blank_lines = find_blank_lines(path, encoding, options.quotechar, header_lines)
+        blank_lines = find_blank_lines(path, encoding, delimiter, options.quotechar, header_lines)
         bad = BadRows(options.on_bad_row, header_lines + 1, blank_lines)
 
         def open_reader(
@@ -366,38 +368,19 @@ def _has_newline(column: pa.Array) -> bool:
     return b"\n" in memoryview(data)[int(first) : int(last)].tobytes()
 
 
-def _open_text(path: Path, encoding: str) -> io.TextIOWrapper:
-    return open(path, encoding=encoding, errors="replace", newline="")
-
-
 def _find_long_line(path: Path, encoding: str, limit: int) -> int | None:
-    with _open_text(path, encoding) as handle:
+    with open_text(path, encoding) as handle:
         for number, line in enumerate(handle, start=1):
             if len(line) >= limit // 4:
                 return number
     return None
 
 
-def _records(
-    path: Path, encoding: str, delimiter: str, options: SourceOptions
-) -> Iterator[tuple[int, list[str]]]:
-    """(first physical line, fields) of every record after the skipped title rows, read with
-    the standard csv module (the error path only: it knows line numbers, pyarrow does not)."""
-    with _open_text(path, encoding) as handle:
-        for _ in range(options.skip_rows):
-            handle.readline()
-        reader = csv.reader(handle, delimiter=delimiter, quotechar=options.quotechar)
-        previous_end = options.skip_rows
-        for row in reader:
-            yield previous_end + 1, row
-            previous_end = reader.line_num + options.skip_rows
-
-
 def _find_ragged_line(
     path: Path, encoding: str, delimiter: str, options: SourceOptions
 ) -> tuple[int | None, str]:
     expected: int | None = None
-    for start, row in _records(path, encoding, delimiter, options):
+    for start, row in csv_records(path, encoding, delimiter, options.quotechar, options.skip_rows):
         if expected is None:
             expected = len(row)
         elif row and len(row) != expected:
@@ -409,7 +392,7 @@ def _find_value(
     path: Path, encoding: str, delimiter: str, options: SourceOptions, index: int, value: str
 ) -> tuple[int | None, str | None]:
     """Line and column name of the first record whose field ``index`` is ``value``."""
-    records = _records(path, encoding, delimiter, options)
+    records = csv_records(path, encoding, delimiter, options.quotechar, options.skip_rows)
     header = next(records, (0, []))[1] if options.header else None
     names = schemas.unique_names(header) if header else []
     column = names[index] if index < len(names) else f"f{index}"

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import codecs
+import csv
+import io
+from collections.abc import Iterator
 from pathlib import Path
 
 from services.common.errors import BadInput
@@ -76,3 +79,28 @@ def undecodable(path: Path, encoding: str, exc: UnicodeDecodeError) -> BadInput:
 def pyarrow_encoding(encoding: str) -> str:
     """pyarrow reads utf-8 natively (BOM included); other codecs are transcoded by Python."""
     return "utf8" if encoding in ("utf-8", "utf-8-sig") else encoding
+
+
+def open_text(path: Path, encoding: str) -> io.TextIOWrapper:
+    return open(path, encoding=encoding, errors="replace", newline="")
+
+
+# The readers bound a record's size themselves (``max_line_bytes``); the csv module's own
+# limit (128 KiB per field) would fail the passes below on files the reader accepted.
+csv.field_size_limit(2**31 - 1)
+
+
+def csv_records(
+    path: Path, encoding: str, delimiter: str, quotechar: str, skip_rows: int = 0
+) -> Iterator[tuple[int, list[str]]]:
+    """(first physical line, fields) of every record after ``skip_rows`` lines, read with the
+    standard csv module (slow: only to find lines, which pyarrow does not report); an empty
+    line is a record without fields."""
+    with open_text(path, encoding) as handle:
+        for _ in range(skip_rows):
+            handle.readline()
+        reader = csv.reader(handle, delimiter=delimiter, quotechar=quotechar)
+        previous_end = skip_rows
+        for row in reader:
+            yield previous_end + 1, row
+            previous_end = reader.line_num + skip_rows

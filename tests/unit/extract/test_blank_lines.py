@@ -71,30 +71,51 @@ def test_empty_lines_around_skipped_title_lines(tmp_path: Path, skip_rows: int) 
 def test_empty_lines_across_chunk_boundaries(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(blank_lines, "_CHUNK_BYTES", 7)  # cuts lines, quoted values and gaps
+    monkeypatch.setattr(blank_lines, "_CHUNK_BYTES", 7)  # cuts lines and runs of empty lines
     path = tmp_path / "small.csv"
-    path.write_bytes(b'h\r\n\r\nabc\r\n"q\r\n\r\nq"\r\n\r\n\r\nlong line here\r\n\r\nz')
-    found = find_blank_lines(path, "utf-8", '"', 0)
+    path.write_bytes(b"h\r\n\r\nabc\r\nq\r\n\r\n\r\nlong line here\r\n\r\nz")
+    found = find_blank_lines(path, "utf-8", ",", '"', 0)
     assert found is not None
-    assert found.lines == [2, 7, 8, 10]
+    assert found.lines == [2, 5, 6, 8]
+
+
+def test_newlines_inside_quoted_values_are_no_empty_lines(tmp_path: Path) -> None:
+    path = tmp_path / "quoted.csv"
+    path.write_bytes(b'h\r\n\r\nabc\r\n"q\r\n\r\nq"\r\n\r\n\r\nlong line here\r\n\r\nz')
+    found = find_blank_lines(path, "utf-8", ",", '"', 0)
+    assert found is not None
+    assert found.lines == [2, 7, 8, 10]  # not line 5, inside the quoted value
+
+
+def test_a_quote_inside_an_unquoted_value_opens_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "sizes.csv"
+    path.write_text('item,size\npipe,12" long\n\nhose,3" wide\n\n"cap, red",1\n')
+    assert lines_of(path) == [2, 4, 6]
+
+
+def test_empty_lines_in_a_utf16_export(tmp_path: Path) -> None:
+    path = tmp_path / "export.txt"
+    path.write_bytes("id\tname\r\n1\ta\r\n\r\n2\tb\r\n".encode("utf-16"))
+    assert lines_of(path) == [2, 4]
 
 
 def test_files_without_empty_lines_are_not_read_twice(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def second_read(path: Path, quote: bytes) -> list[int]:
+    def read_again(*args: object) -> None:
         raise AssertionError("read again")
 
-    monkeypatch.setattr(blank_lines, "_empty_lines", second_read)
+    monkeypatch.setattr(blank_lines, "_unquoted_empty_lines", read_again)
+    monkeypatch.setattr(blank_lines, "csv_records", read_again)
     path = tmp_path / "plain.csv"
     path.write_text('a,b\n1,"x\n"\n2,y\n')
-    assert find_blank_lines(path, "utf-8", '"', 0) is None
+    assert find_blank_lines(path, "utf-8", ",", '"', 0) is None
 
 
 def test_a_gap_only_inside_quotes_is_no_empty_line(tmp_path: Path) -> None:
     path = tmp_path / "quoted.csv"
     path.write_text('a,b\n1,"x\n\ny"\n2,z\n')
-    assert find_blank_lines(path, "utf-8", '"', 0) is None
+    assert find_blank_lines(path, "utf-8", ",", '"', 0) is None
     assert lines_of(path) == [2, 5]
 
 
