@@ -51,11 +51,11 @@ def find_blank_lines(
 ) -> BlankLines | None:
     """The empty lines past ``after_line`` (the title and header lines, which are skipped as
     they are), or None if there are none."""
-    if not _has_candidates(path, _candidates(encoding)):
+    if not _has_candidates(path, _candidates(encoding), _content_end(path, encoding)):
         return None
     lines = _unquoted_empty_lines(path, encoding, quotechar)
-    if lines is None:
-        records = csv_records(path, encoding, delimiter, quotechar)
+    if lines is None:  # title lines are skipped as they are, quotes and all, as pyarrow does
+        records = csv_records(path, encoding, delimiter, quotechar, skip_rows=after_line)
         lines = [line for line, fields in records if not fields]
     lines = [line for line in lines if line > after_line]
     return BlankLines(lines) if lines else None
@@ -73,15 +73,32 @@ def _candidates(encoding: str) -> bytes:
     return b"|".join(b"".join(b"\\x%02x" % byte for byte in text) for text in texts)
 
 
-def _has_candidates(path: Path, pattern: bytes) -> bool:
-    """Whether the bytes hold an empty line's bytes anywhere (inside quotes or not)."""
+def _content_end(path: Path, encoding: str) -> int:
+    """Where the scan may stop: before the newlines that end many files after their last line
+    (they move no row, and would cost a second pass for nothing)."""
+    size = path.stat().st_size
+    if "\n".encode(_without_bom(encoding)) != b"\n":
+        return size
+    with path.open("rb") as handle:
+        handle.seek(max(0, size - 4096))
+        tail = handle.read()
+    run = len(tail) - len(tail.rstrip(b"\r\n"))
+    return size - run + min(run, 1)  # the last line keeps its own newline
+
+
+def _without_bom(encoding: str) -> str:
+    return _WITHOUT_BOM.get(codecs.lookup(encoding).name, (encoding,))[0]
+
+
+def _has_candidates(path: Path, pattern: bytes, end: int) -> bool:
+    """Whether the first ``end`` bytes hold an empty line's bytes (inside quotes or not)."""
     seams = re.compile(pattern)
     longest = max(map(len, pattern.split(b"|"))) // 4  # four pattern bytes per file byte
     buffer = bytearray(_CHUNK_BYTES)  # one buffer, refilled: no allocation per chunk
     view = memoryview(buffer)
     previous = b""
     with path.open("rb", buffering=0) as handle:
-        while length := handle.readinto(view):
+        while length := handle.readinto(view[: max(0, min(_CHUNK_BYTES, end - handle.tell()))]):
             seam = previous + bytes(view[: min(longest, length)])  # across two chunks
             if seams.search(seam):
                 return True
@@ -98,7 +115,7 @@ def _unquoted_empty_lines(path: Path, encoding: str, quotechar: str) -> list[int
     """Physical numbers of the empty lines, found by counting newlines; None when the file
     is not one byte per ASCII character or holds the quote character (a newline may then be
     inside a value)."""
-    codec = _WITHOUT_BOM.get(codecs.lookup(encoding).name, (encoding,))[0]
+    codec = _without_bom(encoding)
     quote = quotechar.encode(codec, errors="replace")
     if "\n".encode(codec) != b"\n" or len(quote) != 1:
         return None

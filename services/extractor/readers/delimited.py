@@ -46,6 +46,8 @@ from services.extractor.readers.text import (
 )
 
 log = logging.getLogger(__name__)
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+"""The line breaks pyarrow's parser knows (``str.splitlines`` knows more, form feed too)."""
 _SNIFF_DELIMITERS = ",;\t|"
 PLAN_SAMPLE_BYTES = 1024 * 1024
 """Bytes of the file's start its column types are planned from (widened by the first block)."""
@@ -80,7 +82,7 @@ class DelimitedReader:
             return iter(())
         encoding = detect_encoding(path, options)
         sample = sample_text(path, encoding)
-        lines = sample.splitlines()[options.skip_rows :]
+        lines = _LINE_BREAK.split(sample)[options.skip_rows :]
         # pyarrow's skip_rows counts empty lines, after them it drops them: the header is the
         # first line with text, and the empty lines before it are skipped as title lines.
         empty = next((i for i, line in enumerate(lines) if line), len(lines))
@@ -95,7 +97,7 @@ class DelimitedReader:
             schemas.unique_names(first) if options.header else [f"f{i}" for i in range(len(first))]
         )
         whole_file = path.stat().st_size <= SAMPLE_BYTES
-        if whole_file and options.header and not any(s.strip() for s in body.splitlines()[1:]):
+        if whole_file and options.header and not any(s.strip() for s in lines[empty + 1 :]):
             return iter(())  # header only (pyarrow refuses a header without a newline)
         title_lines = options.skip_rows + empty
         return self._stream(path, encoding, delimiter, names, title_lines, options, limits)
@@ -376,14 +378,22 @@ def _find_long_line(path: Path, encoding: str, limit: int) -> int | None:
     return None
 
 
+def _filled_records(
+    path: Path, encoding: str, delimiter: str, options: SourceOptions
+) -> Iterator[tuple[int, list[str]]]:
+    """The records after the title lines, as pyarrow sees them: empty lines left out."""
+    records = csv_records(path, encoding, delimiter, options.quotechar, options.skip_rows)
+    return ((start, row) for start, row in records if row)
+
+
 def _find_ragged_line(
     path: Path, encoding: str, delimiter: str, options: SourceOptions
 ) -> tuple[int | None, str]:
     expected: int | None = None
-    for start, row in csv_records(path, encoding, delimiter, options.quotechar, options.skip_rows):
+    for start, row in _filled_records(path, encoding, delimiter, options):
         if expected is None:
             expected = len(row)
-        elif row and len(row) != expected:
+        elif len(row) != expected:
             return start, ragged_reason(expected, len(row))
     return None, ""
 
@@ -392,7 +402,7 @@ def _find_value(
     path: Path, encoding: str, delimiter: str, options: SourceOptions, index: int, value: str
 ) -> tuple[int | None, str | None]:
     """Line and column name of the first record whose field ``index`` is ``value``."""
-    records = csv_records(path, encoding, delimiter, options.quotechar, options.skip_rows)
+    records = _filled_records(path, encoding, delimiter, options)
     header = next(records, (0, []))[1] if options.header else None
     names = schemas.unique_names(header) if header else []
     column = names[index] if index < len(names) else f"f{index}"

@@ -130,8 +130,9 @@ class _Sheet:
         self.width = 0
         self._blocks = self._row_blocks()
         self._pending: list[_Block] = []
-        self.first: _Converted | None = None
         """Rows taken but not used yet, the next ones last (a stack)."""
+        self.first: _Converted | None = None
+        """The sample as converted while planning, until the first batch uses it."""
         first = self.take(1)
         if not first.rows:
             return
@@ -574,7 +575,8 @@ def _slow_column(
 
 def _clean(value: Any, nulls: set[str]) -> Any:
     if isinstance(value, str):
-        if value in ERROR_TEXTS or value.strip() in nulls:
+        # A blank cell is null whatever the null markers are, as on the fast path.
+        if value == "" or value in ERROR_TEXTS or value.strip() in nulls:
             return None
         return value
     return value

@@ -30,12 +30,16 @@ _NAMESPACES = (
 _LOCAL_NAMES = ("row", "c", "v", "is", "t", "rPh")
 _TAGS = {(f"{ns} {local}" if ns else local): local for ns in _NAMESPACES for local in _LOCAL_NAMES}
 _CHUNK_BYTES = 1024 * 1024
+_MAX_COLUMNS = 16_384  # column XFD
+_MAX_ROWS = 1_048_576
+"""Excel's own limits: a reference past them is refused, not turned into millions of cells."""
 _MIDNIGHT = dt.time()
 _DIGITS = "0123456789"
 
 
 class SheetXmlError(ValueError):
-    """The worksheet XML is not well-formed, or declares a document type."""
+    """The worksheet XML is not well-formed, declares a document type, or holds a cell that is
+    not a valid value."""
 
 
 class _Handlers:
@@ -53,6 +57,7 @@ class _Handlers:
         self._row_number = 0
         self._cells: list[Any] = []
         self._ref: str | None = None
+        self._inline_text = False
         self._type = "n"
         self._style = 0
         self._text: list[str] = []
@@ -66,25 +71,34 @@ class _Handlers:
             self._ref = attrs.get("r")
             self._type = attrs.get("t", "n")
             style = attrs.get("s")
-            self._style = int(style) if style else 0
+            self._style = int(style) if style and style.isdigit() else 0
             self._text = []
+            self._inline_text = False
         elif tag == "v":
             self._collect = True
         elif tag == "t":
             self._collect = self._inline and not self._phonetic
         elif tag == "row":
             number = attrs.get("r")
-            self._row_number = int(number) if number else self._row_number + 1
+            row = int(number) if number and number.isdigit() else self._row_number + 1
+            if not 0 < row <= _MAX_ROWS:
+                raise SheetXmlError(f"row number {number!r} is outside Excel's rows")
+            self._row_number = row
             self._cells = []
         elif tag == "is":
-            self._inline = True
+            self._inline = self._inline_text = True
         elif tag == "rPh":  # phonetic reading of Asian text: not part of the value
             self._phonetic = True
 
     def end(self, name: str) -> None:
         tag = _TAGS.get(name)
         if tag == "c":
-            self._place(self._value())
+            try:
+                value = self._value()
+            except (ValueError, IndexError, OverflowError) as exc:
+                cell = self._ref or f"row {self._row_number}, column {len(self._cells) + 1}"
+                raise SheetXmlError(f"cell {cell}: {exc}") from None
+            self._place(value)
         elif tag == "v" or tag == "t":
             self._collect = False
         elif tag == "row":
@@ -109,7 +123,11 @@ class _Handlers:
         if column is None:
             column = 0
             for letter in letters.upper():
+                if not "A" <= letter <= "Z" or column >= _MAX_COLUMNS:
+                    raise SheetXmlError(f"cell reference {ref!r} is not a cell of a sheet")
                 column = column * 26 + ord(letter) - 64
+            if not 0 < column <= _MAX_COLUMNS:
+                raise SheetXmlError(f"cell reference {ref!r} is not a cell of a sheet")
             column = self._columns[letters] = column - 1
         if column > len(cells):
             cells.extend([""] * (column - len(cells)))
@@ -121,23 +139,28 @@ class _Handlers:
     def _value(self) -> Any:
         text = "".join(self._text)
         kind = self._type
+        if self._inline_text:  # an inline string, whatever the type says (as calamine reads it)
+            return text
         if kind == "n":
             if not text:
                 return ""
-            number: int | float = (
-                float(text) if "." in text or "E" in text or "e" in text else int(text)
-            )
+            number = _number(text)
             if self._style in self.date_styles:
                 return self._date(number)
             return number
         if kind == "s":
-            return self.strings[int(text)] if text else ""
+            if not text:
+                return ""
+            index = int(text)
+            if not 0 <= index < len(self.strings):
+                raise IndexError(f"shared string {index} does not exist")
+            return self.strings[index]
         if kind == "str" or kind == "inlineStr":
             return text
         if kind == "b":
-            return text in ("1", "true")
-        if kind == "d":  # an ISO 8601 date written as such (rare)
-            return _midnight_as_date(dt.datetime.fromisoformat(text)) if text else ""
+            return text.strip().lower() in ("1", "true")
+        if kind == "d":  # an ISO 8601 date or time written as such (rare)
+            return _iso_date(text.strip()) if text else ""
         return ""  # "e": an error cell (#DIV/0!), read as empty as calamine does
 
     def _date(self, serial: float) -> Any:
@@ -146,6 +169,20 @@ class _Handlers:
         except (OverflowError, ValueError):
             return ""  # a serial outside Excel's dates: an error cell to Excel
         return _midnight_as_date(value) if isinstance(value, dt.datetime) else value
+
+
+def _number(text: str) -> int | float:
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)  # 2.5, 1E+20, INF
+
+
+def _iso_date(text: str) -> dt.date | dt.datetime | dt.time:
+    try:
+        return _midnight_as_date(dt.datetime.fromisoformat(text))
+    except ValueError:
+        return dt.time.fromisoformat(text)  # a time of day alone; else the cell's error
 
 
 def _midnight_as_date(value: dt.datetime) -> dt.date | dt.datetime:

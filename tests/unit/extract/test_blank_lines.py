@@ -123,3 +123,50 @@ def test_counted_lines_map_to_physical_lines() -> None:
     # physical: 1 header, 2 empty, 3 empty, 4 row, 5 empty, 6 row
     gaps = BlankLines([2, 3, 5])
     assert gaps.physical([1, 2, 3]).tolist() == [1, 4, 6]
+
+
+def test_an_empty_line_across_two_chunks_is_seen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(blank_lines, "_CHUNK_BYTES", 4)  # "abc\n" | "\ndef" | "\n"
+    path = tmp_path / "seam.csv"
+    path.write_bytes(b"abc\n\ndef\nghi\n")
+    found = find_blank_lines(path, "utf-8", ",", '"', 0)
+    assert found is not None
+    assert found.lines == [2]
+
+
+def test_newlines_ending_the_file_cost_no_second_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def read_again(*args: object) -> None:
+        raise AssertionError("read again")
+
+    monkeypatch.setattr(blank_lines, "_unquoted_empty_lines", read_again)
+    path = tmp_path / "export.csv"
+    path.write_bytes(b'a,b\r\n1,"x"\r\n2,y\r\n\r\n\r\n')
+    assert find_blank_lines(path, "utf-8", ",", '"', 0) is None
+    assert lines_of(path) == [2, 3]
+
+
+def test_a_quote_in_a_title_line_opens_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "report.csv"
+    path.write_bytes(b'"Sales report\nid,name\n1,a\n\n2,b\n')
+    assert lines_of(path, skip_rows=1) == [3, 5]
+
+
+def test_a_form_feed_does_not_end_a_title_line(tmp_path: Path) -> None:
+    path = tmp_path / "report.csv"
+    path.write_bytes(b"Sales report\x0c\nid,a\n1,2\n3,4\n")
+    table = read_table(path, skip_rows=1)
+    assert table.column("id").to_pylist() == [1, 3]
+    assert table.column("_sluice_line").to_pylist() == [3, 4]
+
+
+def test_a_ragged_row_after_a_leading_empty_line_names_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "ragged.csv"
+    path.write_bytes(b"\nid,name\n1,a\n2,b,c\n")
+    with pytest.raises(BadInput) as caught:
+        read_table(path)
+    assert caught.value.context.line == 4
+    assert "expected 2 fields, found 3 (too many)" in caught.value.message

@@ -207,6 +207,16 @@ def test_a_late_cell_of_another_kind_names_the_cell(
     assert repr(late) in caught.value.message
 
 
+def test_blank_cells_are_null_whatever_the_null_markers(tmp_path: Path) -> None:
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    for row in (["name", "n"], ["x", 1], ["N/A", 2], [None, 3], ["y", 4]):
+        ws.append(row)
+    wb.save(tmp_path / "markers.xlsx")
+    table = read_table(tmp_path / "markers.xlsx", null_values=["N/A"])
+    assert table.column("name").to_pylist() == ["x", None, None, "y"]
+
+
 @pytest.mark.parametrize("content", [b"PK\x03\x04garbage", b"", b"not a workbook"])
 def test_corrupt_workbook(tmp_path: Path, content: bytes) -> None:
     (tmp_path / "bad.xlsx").write_bytes(content)

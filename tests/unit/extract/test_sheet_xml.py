@@ -80,6 +80,50 @@ def test_any_namespace_prefix_and_strict_open_xml() -> None:
     assert rows_of(strict) == [(1, [7])]
 
 
+def test_cells_read_as_calamine_reads_them_however_they_are_written() -> None:
+    body = (
+        '<row r="1"><c r="A1"><is><t>inline, no type</t></is></c>'
+        '<c r="B1" t="b"><v>TRUE</v></c><c r="C1"><v>INF</v></c><c r="D1" s="x"><v> 5</v></c>'
+        '<c r="E1" t="d"><v>12:30:00</v></c><c r="F1" t="d"><v>2026-11-24T00:00:00</v></c></row>'
+    )
+    assert rows_of(sheet(body)) == [
+        (1, ["inline, no type", True, float("inf"), 5, dt.time(12, 30), dt.date(2026, 11, 24)])
+    ]
+
+
+@pytest.mark.parametrize(
+    ("cell", "problem"),
+    [
+        ('<c r="B2" t="s"><v>7</v></c>', "shared string 7 does not exist"),
+        ('<c r="B2" t="s"><v>-1</v></c>', "shared string -1 does not exist"),
+        ('<c r="B2"><v>twelve</v></c>', "could not convert"),
+        ('<c r="B2" t="d"><v>noon</v></c>', "Invalid isoformat"),
+    ],
+)
+def test_a_cell_that_is_no_value_is_an_error_naming_it(cell: str, problem: str) -> None:
+    with pytest.raises(SheetXmlError, match=f"cell B2: .*{problem}"):
+        rows_of(sheet(f'<row r="2">{cell}</row>'), strings=["only", "two"])
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        '<row r="1"><c r="ZZZZ1"><v>1</v></c></row>',  # one cell, half a million columns
+        '<row r="1"><c r="XFE1"><v>1</v></c></row>',  # one past Excel's last column
+        '<row r="1"><c r="1"><v>1</v></c></row>',
+        '<row r="2000000"><c><v>1</v></c></row>',  # past Excel's last row
+    ],
+)
+def test_references_outside_a_sheet_are_refused(row: str) -> None:
+    with pytest.raises(SheetXmlError, match=r"outside Excel's rows|is not a cell of a sheet"):
+        rows_of(sheet(row))
+
+
+def test_the_last_column_is_a_column() -> None:
+    [(number, cells)] = rows_of(sheet('<row r="1"><c r="XFD1"><v>1</v></c></row>'))
+    assert (number, len(cells), cells[-1]) == (1, 16_384, 1)
+
+
 def test_a_document_type_declaration_is_refused() -> None:
     bomb = (
         '<?xml version="1.0"?><!DOCTYPE worksheet [<!ENTITY a "aaaaaaaaaa">'
