@@ -21,6 +21,7 @@ import pyarrow.csv as pacsv
 from services.common.spec.source import OnBadRow
 from services.extractor.readers.base import rejected_batch
 from services.extractor.readers.blank_lines import BlankLines
+from services.extractor.readers.text import LINE_BREAK
 
 RAW_COLUMN = "raw"
 """Column of a quarantined ragged row holding its text as read."""
@@ -42,7 +43,7 @@ class _BadRow:
 
     @property
     def span(self) -> int:
-        return 1 + self.text.count("\n")
+        return 1 + len(LINE_BREAK.findall(self.text))
 
     @property
     def reason(self) -> str:

@@ -62,20 +62,21 @@ def find_blank_lines(
 
 
 def _candidates(encoding: str) -> bytes:
-    """A pattern of the bytes ``\\n\\n`` and ``\\n\\r\\n`` in the file's encoding (RE2 and
-    Python's re read it alike)."""
+    """A pattern of the bytes of an empty line (a line break right after another: ``\\n\\n``,
+    ``\\n\\r`` or ``\\r\\r``) in the file's encoding (RE2 and Python's re read it alike)."""
     name = codecs.lookup(encoding).name
     texts = [
         text.encode(codec)
         for codec in _WITHOUT_BOM.get(name, (name,))
-        for text in ("\n\n", "\n\r\n")
+        for text in ("\n\n", "\n\r", "\r\r")  # a line break right after one
     ]
     return b"|".join(b"".join(b"\\x%02x" % byte for byte in text) for text in texts)
 
 
 def _content_end(path: Path, encoding: str) -> int:
-    """Where the scan may stop: before the newlines that end many files after their last line
-    (they move no row, and would cost a second pass for nothing)."""
+    """Where the scan may stop: within the run of line breaks that ends many files (they move
+    no row, and would cost a second pass for nothing); the run's first byte stays, as the last
+    line's own line break starts with it."""
     size = path.stat().st_size
     if "\n".encode(_without_bom(encoding)) != b"\n":
         return size
@@ -129,8 +130,8 @@ def _unquoted_empty_lines(path: Path, encoding: str, quotechar: str) -> list[int
             if data:
                 cut = piece.rfind(b"\n") + 1  # whole lines only; the rest waits for more
                 piece, carry = piece[:cut], piece[cut:]
-            if quote in piece:
-                return None
+            if quote in piece or piece.count(b"\r") != piece.count(b"\r\n"):
+                return None  # a quote, or a line ending in a lone \r: the csv module decides
             if piece.startswith((b"\n", b"\r\n")):  # pieces start at a line's start
                 found.append(lines_before + 1)
             position = lines = 0

@@ -36,6 +36,7 @@ from services.extractor.readers.bad_rows import BadRows, ragged_reason
 from services.extractor.readers.base import BatchIterator, ReadLimits, rebatch
 from services.extractor.readers.blank_lines import find_blank_lines
 from services.extractor.readers.text import (
+    LINE_BREAK,
     SAMPLE_BYTES,
     csv_records,
     detect_encoding,
@@ -46,8 +47,6 @@ from services.extractor.readers.text import (
 )
 
 log = logging.getLogger(__name__)
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
-"""The line breaks pyarrow's parser knows (``str.splitlines`` knows more, form feed too)."""
 _SNIFF_DELIMITERS = ",;\t|"
 PLAN_SAMPLE_BYTES = 1024 * 1024
 """Bytes of the file's start its column types are planned from (widened by the first block)."""
@@ -82,7 +81,7 @@ class DelimitedReader:
             return iter(())
         encoding = detect_encoding(path, options)
         sample = sample_text(path, encoding)
-        lines = _LINE_BREAK.split(sample)[options.skip_rows :]
+        lines = LINE_BREAK.split(sample)[options.skip_rows :]
         # pyarrow's skip_rows counts empty lines, after them it drops them: the header is the
         # first line with text, and the empty lines before it are skipped as title lines.
         empty = next((i for i, line in enumerate(lines) if line), len(lines))
@@ -347,17 +346,17 @@ def _line_numbers(raw: pa.RecordBatch, first_line: int, bad: BadRows) -> tuple[p
     spans = np.ones(raw.num_rows, dtype=np.int64)
     for column in raw.columns:
         if not pa.types.is_string(column.type):
-            continue  # numbers, dates and booleans never hold a quoted newline
+            continue  # numbers, dates and booleans never hold a quoted line break
         if not _has_newline(column):
             continue  # the usual case, found with one byte search instead of one per value
-        counts = pc.count_substring(column, "\n")
+        counts = pc.count_substring_regex(column, LINE_BREAK.pattern)
         spans += counts.fill_null(0).to_numpy(zero_copy_only=False)
     starts, next_line = bad.line_numbers(spans, first_line)
     return pa.array(starts, pa.int64()), next_line
 
 
 def _has_newline(column: pa.Array) -> bool:
-    """Whether a string column's values hold a newline: a search of the bytes its values
+    """Whether a string column's values hold a line break: a search of the bytes its values
     occupy in the data buffer (a slice's neighbours left out)."""
     if len(column) == 0:
         return False
@@ -367,7 +366,8 @@ def _has_newline(column: pa.Array) -> bool:
     first, last = np.frombuffer(
         offsets, dtype=np.int32, count=len(column) + 1, offset=column.offset * 4
     )[[0, -1]]
-    return b"\n" in memoryview(data)[int(first) : int(last)].tobytes()
+    values = memoryview(data)[int(first) : int(last)].tobytes()
+    return b"\n" in values or b"\r" in values
 
 
 def _find_long_line(path: Path, encoding: str, limit: int) -> int | None:

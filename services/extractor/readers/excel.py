@@ -42,6 +42,10 @@ from services.extractor.readers.text import head
 
 log = logging.getLogger(__name__)
 SAMPLE_ROWS = 20_000
+_BATCH_CELLS = 2_000_000
+"""Cells in one batch at most: a sheet thousands of columns wide gets batches of fewer rows."""
+_HEADER_ROWS = 64
+"""Rows read before the header is known (then the columns it names bound every row)."""
 _MAX_SAFE_INT = 2**53
 _ERROR_ARRAY = pa.array(sorted(ERROR_TEXTS), pa.string())
 _CONVERSION_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError)
@@ -148,6 +152,16 @@ class _Sheet:
             self.header_row = number - 1
             self._pending.append(first)
         self.width = len(self.header)
+        limit_columns = getattr(sheet, "limit_columns", None)  # a streamed sheet's
+        if limit_columns is not None:
+            limit_columns(self.left + self.width)
+
+    @property
+    def batch_rows(self) -> int:
+        """Rows per batch (and in the sample the types are inferred from)."""
+        if not self.width:
+            return _HEADER_ROWS
+        return max(1, min(SAMPLE_ROWS, _BATCH_CELLS // self.width))
 
     def _row_blocks(self) -> Iterator[_Block]:
         """Blocks of non-empty rows in the range."""
@@ -161,7 +175,7 @@ class _Sheet:
         source = itertools.islice(self._sheet.iter_rows(), skip, stop)
         number = 1 + skip
         right = None if self.right is None else self.right + 1
-        while block := list(itertools.islice(source, SAMPLE_ROWS)):
+        while block := list(itertools.islice(source, self.batch_rows)):
             if trim:
                 pad = [""] * start_col
                 block = [(pad + values)[self.left : right] for values in block]
@@ -193,7 +207,7 @@ class _Sheet:
 
     def sample(self) -> _Block:
         """The first data rows, put back to be the first rows streamed."""
-        sample = self.take(SAMPLE_ROWS)
+        sample = self.take(self.batch_rows)
         self._pending.append(sample)
         return sample
 
@@ -374,10 +388,10 @@ class ExcelReader:
                 while current < len(sheets) and (
                     options.max_rows is None or rows < options.max_rows
                 ):
-                    wanted = SAMPLE_ROWS
+                    sheet = sheets[current]
+                    wanted = sheet.batch_rows
                     if options.max_rows is not None:
                         wanted = min(wanted, options.max_rows - rows)
-                    sheet = sheets[current]
                     block = sheet.take(wanted)
                     if block.rows:
                         batch, bad = self._batch(block, sheet, schema, options, all_sheets)

@@ -30,7 +30,7 @@ import python_calamine as calamine
 from openpyxl.worksheet._read_only import ReadOnlyWorksheet
 
 from services.extractor.readers.cells import cell_position
-from services.extractor.readers.sheet_xml import iter_sheet_rows
+from services.extractor.readers.sheet_xml import SheetRows
 
 _DIMENSION = re.compile(rb"<(?:\w+:)?dimension\b[^>]*\bref=\"([A-Z]+[0-9]+)(?::[A-Z]+[0-9]+)?\"")
 _HEAD_BYTES = 64 * 1024
@@ -82,6 +82,8 @@ class StreamedSheet:
         # Only the dimension record's top-left corner is used: the cells themselves say how
         # far the sheet goes (a writer may get the far corner wrong).
         self.start: tuple[int, int] | None = (first_row - 1, first_col - 1)
+        self._rows: SheetRows | None = None
+        self._column_limit = 1 << 14  # every column (XFD is the last)
 
     def iter_rows(self) -> Iterator[list[Any]]:
         """Rows from the sheet's row 1, each from the first used column on (as calamine)."""
@@ -89,18 +91,29 @@ class StreamedSheet:
         book = self._sheet.parent
         following = 1
         with self._sheet._get_source() as source:
-            for number, cells in iter_sheet_rows(
+            self._rows = SheetRows(
                 source,
                 self._sheet._shared_strings,
                 book._date_formats,
                 book._timedelta_formats,
                 book.epoch,
-            ):
+            )
+            for number, cells in self._rows:
                 while following < number:  # rows the XML leaves out are empty
                     yield []
                     following += 1
                 following = max(following, number + 1)
+                if len(cells) > self._column_limit:  # parsed before the limit was set
+                    del cells[self._column_limit :]
                 yield cells[left:] if left else cells
+
+    def limit_columns(self, count: int) -> None:
+        """Leave out the cells from column ``count`` on (0-based, counted from column A): the
+        reader knows its columns once it has the header, and a sparse cell far to the right
+        must not make every row that wide."""
+        self._column_limit = count
+        if self._rows is not None:
+            self._rows.limit_columns(count)
 
 
 class StreamedWorkbook:

@@ -16,6 +16,7 @@ refused, so no entity is ever defined; expat itself also limits entity amplifica
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterator
 from typing import IO, Any
 from xml.parsers import expat
@@ -29,12 +30,15 @@ _NAMESPACES = (
 )
 _LOCAL_NAMES = ("row", "c", "v", "is", "t", "rPh")
 _TAGS = {(f"{ns} {local}" if ns else local): local for ns in _NAMESPACES for local in _LOCAL_NAMES}
-_CHUNK_BYTES = 1024 * 1024
+_CHUNK_BYTES = 64 * 1024
+"""XML fed to expat at a time: the rows it holds are all in memory before they are handed out."""
 _MAX_COLUMNS = 16_384  # column XFD
 _MAX_ROWS = 1_048_576
 """Excel's own limits: a reference past them is refused, not turned into millions of cells."""
 _MIDNIGHT = dt.time()
 _DIGITS = "0123456789"
+_NUMBER = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf|infinity|nan)", re.I)
+"""What calamine reads as a number (Rust's float syntax); any other text stays text."""
 
 
 class SheetXmlError(ValueError):
@@ -53,6 +57,9 @@ class _Handlers:
         self.duration_styles = duration_styles
         self.epoch = epoch
         self.done: list[tuple[int, list[Any]]] = []
+        self.column_limit = _MAX_COLUMNS
+        """Cells from this column on are dropped: the reader does not use them."""
+        self._next_column = 0
         self._columns: dict[str, int] = {}  # "AB" -> 27, cached: a sheet uses few letters
         self._row_number = 0
         self._cells: list[Any] = []
@@ -71,7 +78,7 @@ class _Handlers:
             self._ref = attrs.get("r")
             self._type = attrs.get("t", "n")
             style = attrs.get("s")
-            self._style = int(style) if style and style.isdigit() else 0
+            self._style = _whole(style) or 0
             self._text = []
             self._inline_text = False
         elif tag == "v":
@@ -80,11 +87,12 @@ class _Handlers:
             self._collect = self._inline and not self._phonetic
         elif tag == "row":
             number = attrs.get("r")
-            row = int(number) if number and number.isdigit() else self._row_number + 1
-            if not 0 < row <= _MAX_ROWS:
-                raise SheetXmlError(f"row number {number!r} is outside Excel's rows")
+            row = self._row_number + 1 if number is None else _whole(number)
+            if row is None or not 0 < row <= _MAX_ROWS:
+                raise SheetXmlError(f"row number {number!r} is not a row of a sheet")
             self._row_number = row
             self._cells = []
+            self._next_column = 0
         elif tag == "is":
             self._inline = self._inline_text = True
         elif tag == "rPh":  # phonetic reading of Asian text: not part of the value
@@ -96,7 +104,7 @@ class _Handlers:
             try:
                 value = self._value()
             except (ValueError, IndexError, OverflowError) as exc:
-                cell = self._ref or f"row {self._row_number}, column {len(self._cells) + 1}"
+                cell = self._ref or f"row {self._row_number}, column {self._next_column + 1}"
                 raise SheetXmlError(f"cell {cell}: {exc}") from None
             self._place(value)
         elif tag == "v" or tag == "t":
@@ -113,11 +121,20 @@ class _Handlers:
             self._text.append(data)
 
     def _place(self, value: Any) -> None:
+        # Cells may leave their reference out: then they are in the next column.
+        column = self._next_column if self._ref is None else self._column(self._ref)
+        self._next_column = column + 1
+        if value == "" or column >= self.column_limit:
+            return  # an empty cell adds nothing: a row is only as long as its last value
         cells = self._cells
-        ref = self._ref
-        if ref is None:  # cells may leave their reference out: the next column
+        if column > len(cells):
+            cells.extend([""] * (column - len(cells)))
+        if column == len(cells):
             cells.append(value)
-            return
+        else:
+            cells[column] = value
+
+    def _column(self, ref: str) -> int:
         letters = ref.rstrip(_DIGITS)
         column = self._columns.get(letters)
         if column is None:
@@ -129,12 +146,7 @@ class _Handlers:
             if not 0 < column <= _MAX_COLUMNS:
                 raise SheetXmlError(f"cell reference {ref!r} is not a cell of a sheet")
             column = self._columns[letters] = column - 1
-        if column > len(cells):
-            cells.extend([""] * (column - len(cells)))
-        if column == len(cells):
-            cells.append(value)
-        else:
-            cells[column] = value
+        return column
 
     def _value(self) -> Any:
         text = "".join(self._text)
@@ -144,6 +156,8 @@ class _Handlers:
         if kind == "n":
             if not text:
                 return ""
+            if not _NUMBER.fullmatch(text):
+                return text  # not a number: calamine gives the text
             number = _number(text)
             if self._style in self.date_styles:
                 return self._date(number)
@@ -178,6 +192,13 @@ def _number(text: str) -> int | float:
         return float(text)  # 2.5, 1E+20, INF
 
 
+def _whole(text: str | None) -> int | None:
+    """A row or style number; None when the text is not one (``isdigit`` also takes ``²``)."""
+    if text and text.isascii() and text.isdigit():
+        return int(text)
+    return None
+
+
 def _iso_date(text: str) -> dt.date | dt.datetime | dt.time:
     try:
         return _midnight_as_date(dt.datetime.fromisoformat(text))
@@ -193,36 +214,46 @@ def _refuse_dtd(*_: Any) -> None:
     raise SheetXmlError("the worksheet XML declares a document type, which Excel never writes")
 
 
-def iter_sheet_rows(
-    source: IO[bytes],
-    strings: list[str],
-    date_styles: set[int],
-    duration_styles: set[int],
-    epoch: Any,
-) -> Iterator[tuple[int, list[Any]]]:
-    """(row number, cells from column A) of each ``<row>`` of the sheet XML, in file order.
+class SheetRows:
+    """(row number, cells from column A) of each ``<row>`` of a sheet's XML, in file order.
 
     Rows the XML leaves out (no cells) do not appear; cells between filled ones are ``""``.
     The XML is fed a chunk at a time, so memory holds one chunk's rows whatever the sheet's
-    size.
+    size; setting ``column_limit`` once the reader knows its columns keeps rows that narrow.
     """
-    handlers = _Handlers(strings, date_styles, duration_styles, epoch)
-    parser = expat.ParserCreate(namespace_separator=" ")
-    parser.buffer_text = True
-    parser.StartElementHandler = handlers.start
-    parser.EndElementHandler = handlers.end
-    parser.CharacterDataHandler = handlers.text
-    parser.StartDoctypeDeclHandler = _refuse_dtd
-    parser.EntityDeclHandler = _refuse_dtd
-    try:
-        while chunk := source.read(_CHUNK_BYTES):
-            parser.Parse(chunk, False)
-            yield from handlers.done
-            handlers.done = []
-        parser.Parse(b"", True)
-    except expat.ExpatError as exc:
-        raise SheetXmlError(f"the worksheet XML is not well-formed: {exc}") from None
-    yield from handlers.done
+
+    def __init__(
+        self,
+        source: IO[bytes],
+        strings: list[str],
+        date_styles: set[int],
+        duration_styles: set[int],
+        epoch: Any,
+    ) -> None:
+        self._source = source
+        self._handlers = _Handlers(strings, date_styles, duration_styles, epoch)
+
+    def limit_columns(self, count: int) -> None:
+        self._handlers.column_limit = count
+
+    def __iter__(self) -> Iterator[tuple[int, list[Any]]]:
+        handlers = self._handlers
+        parser = expat.ParserCreate(namespace_separator=" ")
+        parser.buffer_text = True
+        parser.StartElementHandler = handlers.start
+        parser.EndElementHandler = handlers.end
+        parser.CharacterDataHandler = handlers.text
+        parser.StartDoctypeDeclHandler = _refuse_dtd
+        parser.EntityDeclHandler = _refuse_dtd
+        try:
+            while chunk := self._source.read(_CHUNK_BYTES):
+                parser.Parse(chunk, False)
+                yield from handlers.done
+                handlers.done = []
+            parser.Parse(b"", True)
+        except expat.ExpatError as exc:
+            raise SheetXmlError(f"the worksheet XML is not well-formed: {exc}") from None
+        yield from handlers.done
 
 
-__all__ = ["SheetXmlError", "iter_sheet_rows"]
+__all__ = ["SheetRows", "SheetXmlError"]

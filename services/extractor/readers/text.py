@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,9 @@ from services.common.errors import BadInput
 from services.common.spec.source import SourceOptions
 
 SAMPLE_BYTES = 64 * 1024
+LINE_BREAK = re.compile(r"\r\n|\r|\n")
+"""The line breaks of delimited text, as pyarrow's parser and the csv module know them
+(``str.splitlines`` knows more: a form feed is no line break here)."""
 
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32"),

@@ -169,3 +169,19 @@ def test_a_ragged_row_after_a_leading_empty_line_names_its_line(tmp_path: Path) 
         read_table(path)
     assert caught.value.context.line == 4
     assert "expected 2 fields, found 3 (too many)" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("data", "lines"),
+    [
+        (b"id,a\r1,2\r\r3,4\r", [2, 4]),  # "CSV (Macintosh)": lines end with a lone CR
+        (b"id,a\r\n1,2\r\r\n3,4\r\n", [2, 4]),
+        (b"id,a\n1,2\n\r3,4\n", [2, 4]),
+        (b"id,a\r1,2\r3,4\n\n5,6\n", [2, 3, 5]),
+        (b'id,a\n1,"x\ry"\n\n3,4\n', [2, 5]),  # a lone CR inside a value is a line break too
+    ],
+)
+def test_a_lone_carriage_return_ends_a_line(tmp_path: Path, data: bytes, lines: list[int]) -> None:
+    path = tmp_path / "mac.csv"
+    path.write_bytes(data)
+    assert lines_of(path) == lines

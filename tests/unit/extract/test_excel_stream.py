@@ -51,3 +51,47 @@ def test_sheets_over_the_limit_are_streamed(
     assert sum(b.num_rows for b in batches) == 500
     assert batches[-1].column("note").to_pylist()[-1] == "row 499"
     assert opened == ([str(path)] if streamed else [])
+
+
+def test_a_sparse_cell_far_right_does_not_widen_streamed_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["id", "name"])
+    for i in range(300):
+        ws.append([i, f"n{i}"])
+        ws.cell(i + 2, 16_384, "far")  # column XFD, past the header's columns
+    wb.save(tmp_path / "sparse.xlsx")
+    seen: list[int] = []
+    real = excel_reader._Sheet.columns
+    monkeypatch.setattr(
+        excel_reader._Sheet,
+        "columns",
+        lambda self, rows: seen.extend(map(len, rows)) or real(self, rows),
+    )
+    batches = list(
+        read_batches(
+            tmp_path / "sparse.xlsx", "auto", SourceOptions(), ReadLimits(excel_in_memory_bytes=0)
+        )
+    )
+    assert batches[0].column("name").to_pylist() == [f"n{i}" for i in range(300)]
+    # Only the rows read before the header was known are as wide as the sheet.
+    assert sum(width > 2 for width in seen) < excel_reader._HEADER_ROWS
+
+
+def test_a_wide_sheet_gets_batches_of_fewer_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(excel_reader, "_BATCH_CELLS", 10_000)
+    wb = openpyxl.Workbook(write_only=True)
+    ws = wb.create_sheet("Wide")
+    ws.append([f"c{i}" for i in range(50)])
+    for r in range(1_000):
+        ws.append([r] * 50)
+    wb.save(tmp_path / "wide.xlsx")
+    batches = list(read_batches(tmp_path / "wide.xlsx", "auto", SourceOptions(), ReadLimits()))
+    assert max(b.num_rows for b in batches) == 10_000 // 50
+    lines = [line for b in batches for line in b.column("_sluice_line").to_pylist()]
+    assert lines == list(range(2, 1_002))
+    assert [row for b in batches for row in b.column("c7").to_pylist()] == list(range(1_000))
