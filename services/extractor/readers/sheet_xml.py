@@ -30,8 +30,11 @@ _NAMESPACES = (
 )
 _LOCAL_NAMES = ("row", "c", "v", "is", "t", "rPh")
 _TAGS = {(f"{ns} {local}" if ns else local): local for ns in _NAMESPACES for local in _LOCAL_NAMES}
-_CHUNK_BYTES = 64 * 1024
-"""XML fed to expat at a time: the rows it holds are all in memory before they are handed out."""
+_FIRST_CHUNK_BYTES = 8 * 1024
+_CHUNK_BYTES = 256 * 1024
+"""XML fed to expat at a time: the rows it holds are all in memory before they are handed out.
+The first chunks are small: until the reader has the header and limits the columns, a row
+may be as wide as the sheet."""
 _MAX_COLUMNS = 16_384  # column XFD
 _MAX_ROWS = 1_048_576
 """Excel's own limits: a reference past them is refused, not turned into millions of cells."""
@@ -156,9 +159,9 @@ class _Handlers:
         if kind == "n":
             if not text:
                 return ""
-            if not _NUMBER.fullmatch(text):
-                return text  # not a number: calamine gives the text
             number = _number(text)
+            if number.__class__ is str:
+                return number  # not a number: calamine gives the text
             if self._style in self.date_styles:
                 return self._date(number)
             return number
@@ -185,11 +188,13 @@ class _Handlers:
         return _midnight_as_date(value) if isinstance(value, dt.datetime) else value
 
 
-def _number(text: str) -> int | float:
-    try:
+def _number(text: str) -> Any:
+    """The number a cell's text writes (int when whole), or the text itself if it is none."""
+    if text.isdigit() and text.isascii():  # the usual case, without a regular expression
         return int(text)
-    except ValueError:
-        return float(text)  # 2.5, 1E+20, INF
+    if _NUMBER.fullmatch(text) is None:
+        return text
+    return int(text) if text.lstrip("+-").isdigit() else float(text)  # -3; 2.5, 1E+20, INF
 
 
 def _whole(text: str | None) -> int | None:
@@ -245,8 +250,10 @@ class SheetRows:
         parser.CharacterDataHandler = handlers.text
         parser.StartDoctypeDeclHandler = _refuse_dtd
         parser.EntityDeclHandler = _refuse_dtd
+        size = _FIRST_CHUNK_BYTES
         try:
-            while chunk := self._source.read(_CHUNK_BYTES):
+            while chunk := self._source.read(size):
+                size = min(2 * size, _CHUNK_BYTES)
                 parser.Parse(chunk, False)
                 yield from handlers.done
                 handlers.done = []
