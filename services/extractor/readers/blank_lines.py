@@ -61,16 +61,21 @@ def find_blank_lines(
     return BlankLines(lines) if lines else None
 
 
-def _candidates(encoding: str) -> bytes:
-    """A pattern of the bytes of an empty line (a line break right after another: ``\\n\\n``,
-    ``\\n\\r`` or ``\\r\\r``) in the file's encoding (RE2 and Python's re read it alike)."""
+def _candidates(encoding: str) -> list[bytes]:
+    """Patterns of the bytes of an empty line (a line break right after another: ``\\n\\n``,
+    ``\\n\\r`` or ``\\r\\r``) in the file's encoding (RE2 and Python's re read them alike).
+
+    One pattern per first byte: RE2 then skips to that byte with memchr (10-27 GB/s); one
+    pattern whose matches may start with either byte ran at 0.7 GB/s.
+    """
     name = codecs.lookup(encoding).name
-    texts = [
-        text.encode(codec)
-        for codec in _WITHOUT_BOM.get(name, (name,))
-        for text in ("\n\n", "\n\r", "\r\r")  # a line break right after one
-    ]
-    return b"|".join(b"".join(b"\\x%02x" % byte for byte in text) for text in texts)
+    by_first_byte: dict[int, list[bytes]] = {}
+    for codec in _WITHOUT_BOM.get(name, (name,)):
+        for text in ("\n\n", "\n\r", "\r\r"):  # a line break right after one
+            encoded = text.encode(codec)
+            escaped = b"".join(b"\\x%02x" % byte for byte in encoded)
+            by_first_byte.setdefault(encoded[0], []).append(escaped)
+    return [b"|".join(group) for group in by_first_byte.values()]
 
 
 def _content_end(path: Path, encoding: str) -> int:
@@ -91,10 +96,11 @@ def _without_bom(encoding: str) -> str:
     return _WITHOUT_BOM.get(codecs.lookup(encoding).name, (encoding,))[0]
 
 
-def _has_candidates(path: Path, pattern: bytes, end: int) -> bool:
+def _has_candidates(path: Path, patterns: list[bytes], end: int) -> bool:
     """Whether the first ``end`` bytes hold an empty line's bytes (inside quotes or not)."""
-    seams = re.compile(pattern)
-    longest = max(map(len, pattern.split(b"|"))) // 4  # four pattern bytes per file byte
+    seams = re.compile(b"|".join(patterns))
+    # The longest empty line's bytes: four pattern characters (\xHH) per byte.
+    longest = max(len(text) for pattern in patterns for text in pattern.split(b"|")) // 4
     buffer = bytearray(_CHUNK_BYTES)  # one buffer, refilled: no allocation per chunk
     view = memoryview(buffer)
     previous = b""
@@ -106,7 +112,7 @@ def _has_candidates(path: Path, pattern: bytes, end: int) -> bool:
             offsets = pa.py_buffer(np.array([0, length], dtype=np.int64))
             chunk = pa.py_buffer(view[:length])  # zero-copy
             array = pa.Array.from_buffers(pa.large_binary(), 1, [None, offsets, chunk])
-            if pc.count_substring_regex(array, pattern.decode())[0].as_py():
+            if any(pc.count_substring_regex(array, p.decode())[0].as_py() for p in patterns):
                 return True
             previous = bytes(view[max(0, length - longest) : length])
     return False
