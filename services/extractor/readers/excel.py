@@ -267,7 +267,7 @@ def _infer_in_arrow(column: tuple[Any, ...], kinds: set[type]) -> pa.Array | Non
             if pc.all(pc.less(pc.abs(array), _MAX_SAFE_INT)).as_py():
                 return array
             return pc.cast(array, pa.float64())
-        kind = _ONE_KIND.get(kinds.pop()) if len(kinds) == 1 else None
+        kind = _ONE_KIND.get(next(iter(kinds))) if len(kinds) == 1 else None
         if kind is None:
             return None
         array = pa.array(column, kind)
@@ -283,7 +283,7 @@ def _infer_sample(column: tuple[Any, ...], nulls: set[str]) -> tuple[pa.DataType
     converted when one Arrow call could do it."""
     kinds = set(map(type, column))
     # Null-like texts only matter among other kinds: a column of texts only is text.
-    fast = _infer_in_arrow(column, set(kinds)) if kinds else None
+    fast = _infer_in_arrow(column, kinds) if kinds else None
     if fast is not None:
         return fast.type, fast
     has_text = str in kinds

@@ -8,7 +8,7 @@ that users can open it between runs.
 from __future__ import annotations
 
 import contextlib
-import json
+import functools
 import re
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -170,7 +170,7 @@ class DuckDBUnitWriter:
                 [f.name for f in new], self.ctx.table, self.ctx.destination.schema_policy,
                 self.ctx.key.unit,
             )  # fmt: skip
-            self._add_columns(self.table, new, self._column_type)
+            self._add_columns(self.table, new)
         if self.ctx.destination.mode == "replace" and self.schema is None:
             self.con.execute(f"DELETE FROM {self.table}")
         if self.ctx.destination.mode == "merge":
@@ -181,7 +181,7 @@ class DuckDBUnitWriter:
             else:
                 staged = self._existing_columns(self.staging) or []
                 missing = [f for f in batch.schema if f.name not in staged]
-                self._add_columns(self.staging, missing, self._column_type)
+                self._add_columns(self.staging, missing)
         self.con.unregister("_sluice_batch")
         self.schema = batch.schema
 
@@ -196,13 +196,15 @@ class DuckDBUnitWriter:
         except duckdb.Error as exc:
             raise DestinationError(f"DuckDB write to {self.ctx.table} failed: {exc}") from None
 
-    def _column_type(self, field: pa.Field) -> str:
-        return _duck_type(self.con, field)
-
     def _add_columns(
-        self, table: str, fields: Iterable[pa.Field], type_of: Callable[[pa.Field], str]
+        self,
+        table: str,
+        fields: Iterable[pa.Field],
+        type_of: Callable[[pa.DataType], str] | None = None,
     ) -> None:
-        """Widen ``table`` (already quoted) with ``fields``, typed by ``type_of``."""
+        """Widen ``table`` (already quoted) with ``fields``, typed by ``type_of`` (by default
+        the DuckDB type of each Arrow type)."""
+        type_of = type_of or functools.partial(_duck_type, self.con)
         for statement in add_columns(table, fields, type_of):
             self.con.execute(statement)
 
@@ -218,7 +220,7 @@ class DuckDBUnitWriter:
                 )
             else:
                 missing = [f for f in table.schema if f.name not in existing]
-                self._add_columns(self.rejected_table, missing, lambda field: "VARCHAR")
+                self._add_columns(self.rejected_table, missing, lambda kind: "VARCHAR")
             self.rejected_columns = set(existing or ()) | set(table.schema.names)
         self.con.execute(f"INSERT INTO {self.rejected_table} BY NAME SELECT * FROM _sluice_rejects")
         self.con.unregister("_sluice_rejects")
@@ -261,8 +263,8 @@ class DuckDBUnitWriter:
                 self.lock.release()
 
 
-def _duck_type(con: duckdb.DuckDBPyConnection, field: pa.Field) -> str:
-    probe = pa.table({"c": pa.array([], type=field.type)})
+def _duck_type(con: duckdb.DuckDBPyConnection, kind: pa.DataType) -> str:
+    probe = pa.table({"c": pa.array([], type=kind)})
     con.register("_sluice_probe", probe)
     try:
         row = con.execute(
@@ -273,4 +275,4 @@ def _duck_type(con: duckdb.DuckDBPyConnection, field: pa.Field) -> str:
     return str(row[0][0]) if row else "VARCHAR"
 
 
-__all__ = ["DuckDBSink", "DuckDBUnitWriter", "database_path", "json"]
+__all__ = ["DuckDBSink", "DuckDBUnitWriter", "database_path"]

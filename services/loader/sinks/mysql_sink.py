@@ -76,10 +76,6 @@ _ORD = "_sluice_ord"
 _LOCK_WAIT_SECONDS = 600
 
 
-def _mysql_type(field: pa.Field) -> str:
-    return mysql_type(field.type)
-
-
 def q(name: str) -> str:
     """Quote one MySQL identifier (backticks)."""
     return quote_ident(name, "`")
@@ -88,10 +84,6 @@ def q(name: str) -> str:
 def qt(name: str) -> str:
     """Quote ``table`` or ``database.table``."""
     return quote_table(name, "`")
-
-
-def unit_hash(pipeline: str, task: str, unit: str, fingerprint: str) -> str:
-    return key_digest(pipeline, task, unit, fingerprint)
 
 
 def connect_args(uri: str) -> dict[str, Any]:
@@ -169,7 +161,7 @@ class MySQLSink:
         try:
             self._ensure_ledger(conn)
             with conn.cursor() as cursor:
-                lock = "sluice:" + unit_hash(key.pipeline, key.task, key.unit, "")[:40]
+                lock = "sluice:" + key_digest(key.pipeline, key.task, key.unit, "")[:40]
                 cursor.execute("SELECT GET_LOCK(%s, %s)", (lock, _LOCK_WAIT_SECONDS))
                 row = cursor.fetchone()
                 if not row or row[0] != 1:
@@ -231,7 +223,7 @@ class _Staging:
                 "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
             )
         else:
-            for statement in add_columns(q(self.name), new, _mysql_type, quote="`"):
+            for statement in add_columns(q(self.name), new, mysql_type, quote="`"):
                 self.writer.run(statement)
         self.fields.update({f.name: f for f in new})
         if batch.num_rows == 0:
@@ -283,7 +275,7 @@ class MySQLUnitWriter:
         key = self.ctx.key
         rows = self.run(
             f"SELECT 1 FROM {q(LEDGER_TABLE)} WHERE unit_hash = %s",
-            (unit_hash(key.pipeline, key.task, key.unit, key.fingerprint),),
+            (key_digest(key.pipeline, key.task, key.unit, key.fingerprint),),
         )
         return bool(rows)
 
@@ -341,7 +333,7 @@ class MySQLUnitWriter:
             )
             return
         missing = [f for f in fields.values() if f.name not in existing]
-        for statement in add_columns(qt(table), missing, _mysql_type, quote="`"):
+        for statement in add_columns(qt(table), missing, mysql_type, quote="`"):
             self.run(statement)
 
     def _check_unique_keys(self) -> None:
@@ -396,7 +388,7 @@ class MySQLUnitWriter:
             self.run(
                 ledger_insert(q(LEDGER_TABLE), lambda i, name: "%s", leading=("unit_hash",)),
                 (
-                    unit_hash(key.pipeline, key.task, key.unit, key.fingerprint),
+                    key_digest(key.pipeline, key.task, key.unit, key.fingerprint),
                     *ledger_values(self.ctx, counts),
                 ),
             )

@@ -91,13 +91,9 @@ def _message(exc: BaseException) -> str:
     return redact(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
 
 
-def _postgres_type(field: pa.Field) -> str:
-    return postgres_type(field.type)
-
-
 def _column_defs(fields: Iterable[pa.Field]) -> str:
     """``"name" type, ...`` for CREATE TABLE."""
-    return ", ".join(f"{quote_ident(f.name)} {_postgres_type(f)}" for f in fields)
+    return ", ".join(f"{quote_ident(f.name)} {postgres_type(f.type)}" for f in fields)
 
 
 class PostgresSink:
@@ -172,7 +168,7 @@ class PostgresUnitWriter:
         self.rejected_name = ctx.table + "__rejected"
         self.shadow_name = derived_name(self.name, "__sluice_swap")
         self.pipe: BatchPipe | None = None
-        """The cursor the pipe's COPY runs on; cancelled from another thread on abort."""
+        """The unit's COPY stream; its cancel interrupts a COPY stuck in the server on abort."""
         self.columns: list[str] = []
         self.ingest_table: tuple[str | None, str] | None = None
         self.swap = False
@@ -249,7 +245,7 @@ class PostgresUnitWriter:
 
     def _add_columns(self, table: str, fields: Iterable[pa.Field]) -> None:
         """Widen ``table`` (already quoted) with ``fields``, typed as on creation."""
-        for statement in add_columns(table, fields, _postgres_type):
+        for statement in add_columns(table, fields, postgres_type):
             self.cursor.execute(statement)
 
     def _start_stream(self, schema: pa.Schema) -> BatchPipe:

@@ -18,12 +18,16 @@ def quote_ident(name: str, quote: str = '"') -> str:
 
 
 def add_columns(
-    table: str, fields: Iterable[pa.Field], type_of: Callable[[pa.Field], str], quote: str = '"'
+    table: str,
+    fields: Iterable[pa.Field],
+    type_of: Callable[[pa.DataType], str],
+    quote: str = '"',
 ) -> list[str]:
     """One ``ALTER TABLE ... ADD COLUMN`` per field: ``table`` already quoted, each column typed
     by ``type_of`` (the dialect's type map)."""
     return [
-        f"ALTER TABLE {table} ADD COLUMN {quote_ident(f.name, quote)} {type_of(f)}" for f in fields
+        f"ALTER TABLE {table} ADD COLUMN {quote_ident(f.name, quote)} {type_of(f.type)}"
+        for f in fields
     ]
 
 
