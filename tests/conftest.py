@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import psycopg
@@ -56,7 +57,8 @@ def pg_schema(pg_dsn: str) -> Iterator[str]:
 def pg_url(pg_dsn: str, pg_schema: str) -> str:
     """The test database with ``pg_schema`` as the connection's search_path, so that what a
     service creates unqualified (its ledger, its state tables) stays inside the test's schema."""
-    return f"{pg_dsn}?options=-csearch_path%3D{pg_schema}"
+    separator = "&" if "?" in pg_dsn else "?"
+    return f"{pg_dsn}{separator}options=-csearch_path%3D{pg_schema}"
 
 
 def pg_query(dsn: str, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
@@ -136,8 +138,17 @@ def wait_for(
     raise AssertionError(f"timed out waiting for {what}")
 
 
+_MYSQL = urlsplit(MYSQL_URL)
+
+
 def mysql_conn(database: str | None = None) -> Any:
-    return pymysql.connect(host="127.0.0.1", port=3306, user="root", database=database)
+    return pymysql.connect(
+        host=_MYSQL.hostname or "127.0.0.1",
+        port=_MYSQL.port or 3306,
+        user=_MYSQL.username or "root",
+        password=_MYSQL.password or "",
+        database=database,
+    )
 
 
 def my_query(database: str, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
@@ -166,3 +177,9 @@ def mysql_db() -> Iterator[str]:
     with conn.cursor() as cursor:
         cursor.execute(f"DROP DATABASE `{name}`")
     conn.close()
+
+
+@pytest.fixture
+def mysql_url(mysql_db: str) -> str:
+    """A destination URI for ``mysql_db``, on the server ``SLUICE_TEST_MYSQL`` names."""
+    return urlunsplit(_MYSQL._replace(path=f"/{mysql_db}"))

@@ -427,10 +427,9 @@ def referenced_secrets(objects: list[dict[str, Any]], state_url: str) -> dict[tu
 
 
 def test_containers_start_from_the_manifests_and_answer_their_probes(
-    fidelity_objects: list[dict[str, Any]], tmp_path: Path, pg_schema: str, pg_dsn: str
+    fidelity_objects: list[dict[str, Any]], tmp_path: Path, pg_url: str
 ) -> None:
-    state_url = pg_dsn.replace("postgresql://", "postgresql+psycopg://", 1)
-    state_url += ("&" if "?" in state_url else "?") + f"options=-csearch_path%3D{pg_schema}"
+    state_url = pg_url.replace("postgresql://", "postgresql+psycopg://", 1)
     secrets = referenced_secrets(fidelity_objects, state_url)
     cluster = ClusterOnLoopback(fidelity_objects, tmp_path, secrets)
     try:

@@ -52,23 +52,29 @@ BAD_ROWS = [
 ]
 
 
-def test_ragged_lines_are_quarantined_in_postgres_and_duckdb(
-    stack_factory: Any, tmp_path: Path, pg_dsn: str, pg_schema: str, mysql_db: str
-) -> None:
+def ragged_data(tmp_path: Path) -> Path:
+    """A data folder holding ``sales.csv`` (CSV)."""
     data = tmp_path / "data"
     data.mkdir()
     (data / "sales.csv").write_text(CSV)
+    return data
+
+
+def test_ragged_lines_are_quarantined_in_postgres_and_duckdb(
+    stack_factory: Any,
+    tmp_path: Path,
+    pg_dsn: str,
+    pg_schema: str,
+    pg_url: str,
+    mysql_db: str,
+    mysql_url: str,
+) -> None:
+    data = ragged_data(tmp_path)
     duck = tmp_path / "out.duckdb"
     pipelines = tmp_path / "pipelines"
     tasks = [
-        ragged_task("to_pg", data, pg_dsn, f"{pg_schema}.sales", max_reject_ratio=0.9),
-        ragged_task(
-            "to_maria",
-            data,
-            f"mysql://root@127.0.0.1:3306/{mysql_db}",
-            "sales",
-            max_reject_ratio=0.9,
-        ),
+        ragged_task("to_pg", data, pg_url, f"{pg_schema}.sales", max_reject_ratio=0.9),
+        ragged_task("to_maria", data, mysql_url, "sales", max_reject_ratio=0.9),
         ragged_task("to_duck", data, f"duckdb:///{duck}", "sales", max_reject_ratio=None),
         ragged_task(
             "to_duck_checked",
@@ -143,9 +149,7 @@ def test_ragged_lines_count_towards_the_checks_reject_ratio(
 ) -> None:
     """Two ragged lines and one row failing the check are 3 of 6: over a 40% bound, although
     the check alone rejects only 1 of 4."""
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "sales.csv").write_text(CSV)
+    data = ragged_data(tmp_path)
     duck = tmp_path / "strict.duckdb"
     task = ragged_task("strict", data, f"duckdb:///{duck}", "sales", max_reject_ratio=0.4)
     pipelines = tmp_path / "pipelines"

@@ -84,7 +84,6 @@ def kill_mid_unit(
 def test_postgres_sigkill_mid_unit_loads_exactly_once(
     tmp_path: Path, stack_factory: Any, pg_dsn: str, pg_schema: str, pg_url: str
 ) -> None:
-    uri = pg_url
 
     def loading() -> bool:
         return pg_copies(pg_dsn, pg_schema, "state = 'active'") > 0
@@ -100,7 +99,7 @@ def test_postgres_sigkill_mid_unit_loads_exactly_once(
         exists = pg_query(pg_dsn, "SELECT to_regclass(%s)", (f'"{pg_schema}"._sluice_ledger',))
         return int(pg_query(pg_dsn, sql, ("big",))[0][0]) if exists[0][0] else 0
 
-    kill_mid_unit(tmp_path, stack_factory, uri, "big", loading, visible_rows, ledger_rows)
+    kill_mid_unit(tmp_path, stack_factory, pg_url, "big", loading, visible_rows, ledger_rows)
 
 
 def test_mariadb_sigkill_mid_unit_loads_exactly_once(

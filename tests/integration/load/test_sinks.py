@@ -171,21 +171,19 @@ def test_readers_see_the_old_rows_until_a_replace_commits(target: Target) -> Non
 def test_postgres_replace_keeps_dependent_views_working(
     pg_dsn: str, pg_schema: str, pg_url: str
 ) -> None:
-    uri = pg_url
-    load(uri, "sales", [sales([1, 2, 3])], unit="a")
+    load(pg_url, "sales", [sales([1, 2, 3])], unit="a")
     pg_query_commit(
         pg_dsn, f'CREATE VIEW "{pg_schema}".big_sales AS SELECT id FROM "{pg_schema}".sales'
     )
-    load(uri, "sales", [sales([7, 8])], unit="b", mode="replace")
+    load(pg_url, "sales", [sales([7, 8])], unit="b", mode="replace")
     rows = pg_query(pg_dsn, f'SELECT id FROM "{pg_schema}".big_sales ORDER BY id')
     assert rows == [(7,), (8,)]
 
 
 def test_postgres_replace_keeps_grants(pg_dsn: str, pg_schema: str, pg_url: str) -> None:
-    uri = pg_url
-    load(uri, "sales", [sales([1, 2, 3])], unit="a")
+    load(pg_url, "sales", [sales([1, 2, 3])], unit="a")
     pg_query_commit(pg_dsn, f'GRANT SELECT ON "{pg_schema}".sales TO PUBLIC')
-    load(uri, "sales", [sales([7, 8])], unit="b", mode="replace")
+    load(pg_url, "sales", [sales([7, 8])], unit="b", mode="replace")
     acl = pg_query(
         pg_dsn,
         "SELECT relacl::text FROM pg_class WHERE oid = %s::regclass",
@@ -195,11 +193,10 @@ def test_postgres_replace_keeps_grants(pg_dsn: str, pg_schema: str, pg_url: str)
     assert pg_query(pg_dsn, f'SELECT count(*) FROM "{pg_schema}".sales') == [(2,)]
 
 
-def test_mysql_merge_needs_a_unique_key_on_the_keys(mysql_db: str) -> None:
-    uri = f"mysql://root@127.0.0.1:3306/{mysql_db}"
-    load(uri, "sales", [sales([1, 2])], unit="a")  # created by append: no unique key
+def test_mysql_merge_needs_a_unique_key_on_the_keys(mysql_db: str, mysql_url: str) -> None:
+    load(mysql_url, "sales", [sales([1, 2])], unit="a")  # created by append: no unique key
     with pytest.raises(SchemaMismatch, match=r"PRIMARY KEY or UNIQUE index on exactly \(id\)"):
-        load(uri, "sales", [sales([2, 3])], unit="b", mode="merge", keys=["id"])
+        load(mysql_url, "sales", [sales([2, 3])], unit="b", mode="merge", keys=["id"])
     assert my_query(mysql_db, "SELECT count(*) FROM sales") == [(2,)]
 
 

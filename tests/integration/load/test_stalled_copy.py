@@ -103,9 +103,9 @@ def waiting_inserts(database: str) -> int:
 
 
 def test_cancel_reaches_an_insert_stuck_behind_a_lock_in_mariadb(
-    tmp_path: Path, stack_factory: Any, mysql_db: str
+    tmp_path: Path, stack_factory: Any, mysql_db: str, mysql_url: str
 ) -> None:
-    pipelines = orders_pipeline(tmp_path, f"mysql://root@127.0.0.1:3306/{mysql_db}")
+    pipelines = orders_pipeline(tmp_path, mysql_url)
     my_query(mysql_db, "CREATE TABLE orders (id bigint, amount double)")
     stack = stack_factory(pipelines)
 

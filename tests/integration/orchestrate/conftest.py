@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -90,7 +91,7 @@ def orchestrator(tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
 
 
 def wait_final(
-    client: TestClient,
+    client: httpx.Client,
     run_id: str,
     timeout: float = 60,
     headers: dict[str, str] | None = None,

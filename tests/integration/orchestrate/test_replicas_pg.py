@@ -27,22 +27,18 @@ from services.orchestrator.auth import hash_token
 from services.orchestrator.state.migrate import alembic_config, current_revision, head_revision
 from services.orchestrator.state.models import Base
 from services.orchestrator.state.store import Store
-from tests.integration.orchestrate.conftest import auth, job, job_pipeline
+from tests.conftest import wait_for
+from tests.integration.orchestrate.conftest import auth, job, job_pipeline, wait_final
 
 TOKEN = "replica-test-token"
 
 
-@pytest.fixture
-def state_url(pg_url: str) -> str:
-    return pg_url
-
-
-def test_concurrent_migrations_reach_head_once(state_url: str) -> None:
+def test_concurrent_migrations_reach_head_once(pg_url: str) -> None:
     errors: list[BaseException] = []
 
     def migrate() -> None:
         try:
-            store = Store(state_url)
+            store = Store(pg_url)
             store.migrate()
             store.engine.dispose()
         except BaseException as exc:
@@ -54,7 +50,7 @@ def test_concurrent_migrations_reach_head_once(state_url: str) -> None:
     for thread in threads:
         thread.join(60)
     assert errors == []
-    store = Store(state_url)
+    store = Store(pg_url)
     assert current_revision(store.engine) == head_revision()
     with store.engine.connect() as conn:
         # The migrated schema is exactly what the models declare.
@@ -80,8 +76,8 @@ def test_database_from_before_migrations_is_upgraded_in_place(tmp_path: Path) ->
     assert store.get_run("old")["cancel_requested"] is False
 
 
-def test_only_one_holder_of_the_lease(state_url: str) -> None:
-    store = Store(state_url)
+def test_only_one_holder_of_the_lease(pg_url: str) -> None:
+    store = Store(pg_url)
     store.migrate()
     assert store.acquire_lease("scheduler", "a", 1.0)
     assert not store.acquire_lease("scheduler", "b", 1.0)
@@ -151,7 +147,7 @@ class Orchestrator:
 
 
 @pytest.fixture
-def two_orchestrators(state_url: str, tmp_path: Path) -> Iterator[tuple[Any, Path]]:
+def two_orchestrators(pg_url: str, tmp_path: Path) -> Iterator[tuple[Any, Path]]:
     pipelines = tmp_path / "pipelines"
     pipelines.mkdir()
     marks = tmp_path / "marks"
@@ -166,7 +162,7 @@ def two_orchestrators(state_url: str, tmp_path: Path) -> Iterator[tuple[Any, Pat
             "work", job("only", script, extra="    env: {NAP: '{{ params.nap }}'}\n")
         ).replace("name: work\n", "name: work\nparams: {nap: '0'}\n")
     )
-    nodes = [Orchestrator(n, state_url, pipelines, tmp_path) for n in ("alpha", "beta")]
+    nodes = [Orchestrator(n, pg_url, pipelines, tmp_path) for n in ("alpha", "beta")]
     try:
         for node in nodes:
             node.wait_up()
@@ -179,43 +175,33 @@ def two_orchestrators(state_url: str, tmp_path: Path) -> Iterator[tuple[Any, Pat
                 os.killpg(int(mark.name), signal.SIGKILL)
 
 
-def wait_run(node: Orchestrator, run_id: str, timeout: float = 90) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run: dict[str, Any] = node.client.get(f"/api/v1/runs/{run_id}").json()
-        if run["status"] in ("succeeded", "failed", "cancelled"):
-            return run
-        time.sleep(0.2)
-    raise AssertionError(f"run {run_id} not final: {run}")
-
-
 def test_one_leader_executes_and_a_survivor_takes_over_a_dead_leaders_run(
     two_orchestrators: tuple[list[Orchestrator], Path],
 ) -> None:
     nodes, _marks = two_orchestrators
-    deadline = time.monotonic() + 30
-    while sum(n.leader() for n in nodes) != 1:
-        assert time.monotonic() < deadline, "no single leader"
-        time.sleep(0.2)
+    wait_for(lambda: sum(n.leader() for n in nodes) == 1, 30, "a single leader", poll=0.2)
     leader = next(n for n in nodes if n.leader())
     follower = next(n for n in nodes if n is not leader)
 
     # A trigger on the follower is executed by the leader.
     run_id = follower.client.post("/api/v1/pipelines/work/runs").json()["run_id"]
-    run = wait_run(follower, run_id)
+    run = wait_final(follower.client, run_id, 90)
     assert (run["status"], run["owner"]) == ("succeeded", leader.name)
 
     # The leader dies (SIGKILL: no goodbye) in the middle of a run.
     body = {"params": {"nap": "5"}}
     run_id = follower.client.post("/api/v1/pipelines/work/runs", json=body).json()["run_id"]
-    deadline = time.monotonic() + 30
-    while follower.client.get(f"/api/v1/runs/{run_id}").json()["tasks"][0]["status"] != "running":
-        assert time.monotonic() < deadline, "run did not start"
-        time.sleep(0.1)
+    wait_for(
+        lambda: (
+            follower.client.get(f"/api/v1/runs/{run_id}").json()["tasks"][0]["status"] == "running"
+        ),
+        30,
+        "the run to start",
+    )
     killed_at = datetime.now(UTC)
     leader.stop(signal.SIGKILL)
 
-    run = wait_run(follower, run_id)
+    run = wait_final(follower.client, run_id, 90)
     assert run["status"] == "succeeded"
     assert run["owner"] == follower.name
     assert datetime.fromisoformat(run["tasks"][0]["finished_at"]) > killed_at

@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
 from services.common.cpu import available_cpus, cgroup_cpu_limit, size_arrow_threads
-
-
-@pytest.fixture
-def arrow_pool() -> Iterator[None]:
-    before = pa.cpu_count()
-    yield
-    pa.set_cpu_count(before)
 
 
 def cgroup_v2(tmp_path: Path, cpu_max: str) -> Path:
