@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import IO, Any
 
@@ -57,8 +57,8 @@ class Ports:
 
     @classmethod
     def free(cls) -> Ports:
-        """Seven different free loopback ports (see :func:`free_ports`)."""
-        return cls(*free_ports(7))
+        """A different free loopback port for every service (see :func:`free_ports`)."""
+        return cls(*free_ports(len(fields(cls))))
 
 
 @dataclass

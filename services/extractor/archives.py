@@ -26,7 +26,8 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from services.common.errors import BadInput
-from services.extractor.readers import ZIP_MAGIC, format_by_name
+from services.extractor.readers import format_by_name
+from services.extractor.readers.magic import ZIP_MAGIC
 from services.extractor.spool import safe_suffix, spool_dir
 
 NESTED = "!"

@@ -2,7 +2,8 @@
 
 A file is one unit, except a zip archive (not a workbook), which becomes one unit per member
 matching ``source.members`` (nested zips included). Pulling a unit makes its bytes local (a
-spool file for remote objects), unpacks the member or the gzip/bz2/xz stream into a private
+spool file for remote objects; a member of a remote zip is read in place with ranged reads
+when the store offers them), unpacks the member or the gzip/bz2/xz stream into a private
 temporary file with the zip-bomb limits, and hands the path and the format to a reader.
 """
 

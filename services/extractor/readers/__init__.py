@@ -16,8 +16,8 @@ from services.extractor.readers.base import BatchIterator, Reader, ReadLimits
 from services.extractor.readers.columnar import JsonArrayReader, JsonLinesReader, ParquetReader
 from services.extractor.readers.delimited import DelimitedReader
 from services.extractor.readers.excel import ExcelReader
-from services.extractor.readers.excel_errors import OLE2_MAGIC
 from services.extractor.readers.fixed import FixedWidthReader
+from services.extractor.readers.magic import OLE2_MAGIC, ZIP_MAGIC
 
 _BY_EXTENSION = {
     ".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".psv": "psv", ".txt": "txt", ".dat": "txt",
@@ -43,10 +43,6 @@ _READERS: dict[str, Reader] = {
     "jsonl": JsonLinesReader(),
     "parquet": ParquetReader(),
 }
-
-
-ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
-"""How a zip file starts: a local file header, or the end record of an empty archive."""
 
 
 def format_by_name(name: str) -> str | None:

@@ -35,8 +35,9 @@ from services.common.spec.source import SourceOptions
 from services.extractor.readers import schema as schemas
 from services.extractor.readers.base import BatchIterator, ReadLimits, gc_paused, rebatch
 from services.extractor.readers.cells import column_index, column_letters
-from services.extractor.readers.excel_errors import ERROR_TEXTS, OLE2_MAGIC, find_error_cells
+from services.extractor.readers.excel_errors import ERROR_TEXTS, find_error_cells
 from services.extractor.readers.excel_stream import StreamedWorkbook, largest_sheet_bytes
+from services.extractor.readers.magic import OLE2_MAGIC
 from services.extractor.readers.sheet_xml import SheetXmlError
 from services.extractor.readers.text import head
 

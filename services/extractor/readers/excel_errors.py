@@ -33,6 +33,7 @@ from typing import IO
 import olefile  # type: ignore[import-untyped]
 
 from services.extractor.readers.cells import cell_position, column_letters
+from services.extractor.readers.magic import OLE2_MAGIC, ZIP_MAGIC
 
 MAX_NAMED = 5
 """Cells named in the warning per sheet; the count covers all of them."""
@@ -85,7 +86,7 @@ def find_error_cells(path: Path, wanted: Wanted) -> dict[str, SheetErrors]:
         found = _Found(wanted)
         if magic == OLE2_MAGIC:
             _xls(path, found)
-        elif magic.startswith(b"PK"):
+        elif magic.startswith(ZIP_MAGIC):
             with zipfile.ZipFile(path) as archive:
                 names = set(archive.namelist())
                 if "xl/workbook.xml" in names:
@@ -169,8 +170,6 @@ def _xml_error_refs(handle: IO[bytes]) -> Iterator[str]:
 
 # xls -------------------------------------------------------------------------------------------
 
-OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
-"""First bytes of an OLE2 container: a BIFF workbook, or an encrypted Office file."""
 _BOF, _BOUNDSHEET, _BOOLERR, _FORMULA, _EOF = 0x0809, 0x0085, 0x0205, 0x0006, 0x000A
 
 

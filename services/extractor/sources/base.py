@@ -11,6 +11,10 @@ from services.common.spec.source import Source
 from services.extractor.readers import format_by_name
 from services.extractor.spool import safe_suffix
 
+RANGE_READ_AHEAD = 64 * 1024
+"""Read-ahead of ranged reads of a remote zip: the small reads (headers, magic bytes, the
+directory) are one request each, and do not pull in a neighbouring member."""
+
 
 @dataclass(frozen=True)
 class DiscoveredUnit:

@@ -19,7 +19,12 @@ from services.common.errors import BadInput, Transient
 from services.common.spec.source import Source
 from services.extractor.errors import SourceNotFound
 from services.extractor.settings import GcsSourceSettings
-from services.extractor.sources.base import DiscoveredUnit, remote_format, spool_name
+from services.extractor.sources.base import (
+    RANGE_READ_AHEAD,
+    DiscoveredUnit,
+    remote_format,
+    spool_name,
+)
 from services.extractor.spool import spool_dir
 
 
@@ -99,8 +104,10 @@ class GcsObjects:
         bucket, name = split_uri(uri)
         blob = self.client.bucket(bucket).blob(name)
         # No request is made before the first read; reads classify their own failures, and
-        # anything else raised in the block (a full spool disk) keeps its own meaning.
-        with blob.open("rb", chunk_size=self.settings.chunk_bytes) as reader:
+        # anything else raised in the block (a full spool disk) keeps its own meaning. Every
+        # read fetches at least chunk_size bytes: the download chunk (8 MiB) would make each
+        # member's 30-byte header pull in 8 MiB of its neighbours.
+        with blob.open("rb", chunk_size=RANGE_READ_AHEAD) as reader:
             yield _Classified(reader, uri)  # type: ignore[misc]
 
     @contextlib.contextmanager

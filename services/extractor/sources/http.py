@@ -29,15 +29,17 @@ from services.common.errors import BadInput, Transient
 from services.common.spec.source import Source
 from services.extractor.errors import SourceNotFound
 from services.extractor.settings import HttpSourceSettings
-from services.extractor.sources.base import DiscoveredUnit, remote_format, spool_name
+from services.extractor.sources.base import (
+    RANGE_READ_AHEAD,
+    DiscoveredUnit,
+    remote_format,
+    spool_name,
+)
 from services.extractor.spool import spool_dir
 
 _CHUNK = 1024 * 1024
 _RANGE_BLOCK = 1024 * 1024
 """Most bytes fetched by one range request (a member is copied a block at a time)."""
-_RANGE_BUFFER = 64 * 1024
-"""Read-ahead of the small reads (headers, magic bytes, the directory): enough to make them
-one request each, small enough not to pull in a neighbouring member."""
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
@@ -116,24 +118,13 @@ class HttpObjects:
         """The object as a seekable file: read in place with range requests when the server
         offers them, else downloaded to a spool file first."""
         with self._client() as client:
-            try:
-                reply = client.head(uri)
-            except httpx.HTTPError as exc:
-                raise Transient(f"cannot reach {uri}: {exc}", file=uri) from None
-            headers = reply.headers
-            size = int(headers.get("content-length") or 0)
-            ranged = (
-                reply.status_code == 200
-                and headers.get("accept-ranges", "").lower() == "bytes"
-                and size > 0
-                and _answers_ranges(client, uri)
-            )
+            ranged = _answers_ranges(client, uri)
             if ranged:
+                size, etag = ranged
                 if size > self.max_bytes:
                     raise BadInput(_too_big(size, self.max_bytes), file=uri)
-                etag = headers.get("etag", "")
                 strong = etag if etag and not etag.startswith("W/") else None
-                yield io.BufferedReader(_RangedObject(client, uri, size, strong), _RANGE_BUFFER)
+                yield io.BufferedReader(_RangedObject(client, uri, size, strong), RANGE_READ_AHEAD)
                 return
         with self.local_path(uri) as path, path.open("rb") as handle:
             yield handle
@@ -149,14 +140,19 @@ class HttpObjects:
             yield target
 
 
-def _answers_ranges(client: httpx.Client, uri: str) -> bool:
-    """Whether a one-byte range request really gets a range back (some servers announce
-    ranges and then send the whole body)."""
+def _answers_ranges(client: httpx.Client, uri: str) -> tuple[int, str] | None:
+    """The object's size and ETag when a one-byte range request really gets a range back
+    (some servers announce ranges and then send the whole body); None otherwise. The reply
+    says all a HEAD would: ``Content-Range: bytes 0-0/<size>``."""
     try:
         with client.stream("GET", uri, headers={"Range": "bytes=0-0"}) as reply:
-            return reply.status_code == 206
+            match = _CONTENT_RANGE.fullmatch(reply.headers.get("content-range", ""))
+            if reply.status_code != 206 or match is None or match.group(3) == "*":
+                return None
+            size = int(match.group(3))
+            return (size, reply.headers.get("etag", "")) if size > 0 else None
     except httpx.HTTPError:
-        return False
+        return None
 
 
 class _RangedObject(io.RawIOBase):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
 import os
@@ -51,16 +52,25 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+@contextlib.contextmanager
+def _served(root: Path, handler: type[http.server.SimpleHTTPRequestHandler]) -> Iterator[str]:
+    """``root`` served by ``handler`` in a thread; yields the base URL."""
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(handler, directory=str(root))
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+
+
 @pytest.fixture(scope="module")
 def http_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
     """A directory served by http.server in a thread: (directory, base URL)."""
     root = tmp_path_factory.mktemp("www")
-    handler = functools.partial(_QuietHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with _served(root, _QuietHandler) as url:
+        yield root, url
 
 
 class _RangeHandler(_QuietHandler):
@@ -110,12 +120,9 @@ def ranged_http_root(
     """Like ``http_root``, from a server that honours byte ranges: (directory, base URL,
     body bytes sent per path)."""
     root = tmp_path_factory.mktemp("ranged")
-    handler = functools.partial(_RangeHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}", _RangeHandler.sent
-    server.shutdown()
+    _RangeHandler.sent.clear()  # the counts are the class's: start from none
+    with _served(root, _RangeHandler) as url:
+        yield root, url, _RangeHandler.sent
 
 
 class Extractor:

@@ -8,6 +8,8 @@ import pyarrow as pa
 import pytest
 
 from services.common.errors import CheckFailed
+from services.extractor.readers.bad_rows import CHECK_NAME, RAW_COLUMN, ragged_reason
+from services.extractor.readers.base import rejected_batch
 from tests.unit.transform.conftest import batch, transform
 
 
@@ -156,15 +158,12 @@ def test_rejected_values_keep_their_python_text_for_every_type() -> None:
 
 
 def ragged(*lines: int) -> pa.RecordBatch:
-    """Rows the extractor quarantined, shaped as its reject batches are."""
-    return pa.RecordBatch.from_pydict(
-        {
-            "raw": ["1,a,2,extra"] * len(lines),
-            "_sluice_check": ["bad_row"] * len(lines),
-            "_sluice_column": [None] * len(lines),
-            "_sluice_reason": ["expected 3 fields, found 4 (too many)"] * len(lines),
-            "_sluice_line": pa.array(lines, pa.int64()),
-        }
+    """Rows the extractor quarantined, made as its delimited reader makes them."""
+    return rejected_batch(
+        {RAW_COLUMN: pa.array(["1,a,2,extra"] * len(lines), pa.string())},
+        lines=list(lines),
+        check=CHECK_NAME,
+        reasons=[ragged_reason(3, 4)] * len(lines),
     )
 
 
