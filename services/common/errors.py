@@ -65,6 +65,11 @@ class SluiceError(Exception):
         self.context = context
         super().__init__(self.full_message)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled (the extractor's decoder child sends its errors back) with the message and
+        # context apart: the default would rebuild it from the one-string full message.
+        return type(self), (self.message, self.context)
+
     @property
     def full_message(self) -> str:
         where = self.context.describe()

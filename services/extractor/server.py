@@ -31,7 +31,7 @@ from services.common.proto.sluice.v1 import (
 from services.common.spec.model import EtlTask
 from services.common.spec.source import Source
 from services.extractor import metrics
-from services.extractor.readers import ReadLimits, read_batches
+from services.extractor.readers import ReadLimits, isolated, read_batches
 from services.extractor.readers.base import is_rejected
 from services.extractor.settings import ExtractorSettings
 from services.extractor.units import discover, materialize
@@ -210,4 +210,7 @@ def register(settings: ExtractorSettings) -> Any:
 
 async def serve(settings: ExtractorSettings) -> RunningServer:
     """Start the extractor's gRPC server (port 0 binds a free port)."""
+    # The Excel decoders' fork server imports the readers (about a second): now, not on the
+    # first workbook's clock.
+    isolated.start()
     return await start_grpc_server("extractor", settings.grpc, register(settings))

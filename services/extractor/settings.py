@@ -27,6 +27,12 @@ class LimitSettings(Section):
     """Largest worksheet XML (uncompressed, in the xlsx/xlsm file) read with calamine, which
     holds a whole sheet in memory (about 1.6 bytes per byte of XML). Bigger workbooks are
     streamed row by row: flat memory, about four times slower."""
+    excel_decode_memory_bytes: int = Field(default=768 * 1024 * 1024, ge=64 * 1024 * 1024)
+    """Memory (data segment) one in-memory Excel decode may use. calamine holds every cell of a
+    sheet's used range, blank ones included, so one stray value in XFD1048576 asks for hundreds
+    of GiB: the decode runs in a child process capped at this, and a workbook that needs more
+    is streamed (xlsx) or fails with a clear error (xls, ods), while the service keeps serving.
+    Keep it below the pod's memory limit."""
     max_unpacked_bytes: int = Field(default=4 * 1024**3, ge=1024)
     """Largest size one zip member or gzip/bz2/xz file may unpack to (zip-bomb guard)."""
     max_compression_ratio: float = Field(default=200.0, gt=1)

@@ -32,6 +32,8 @@ class ReadLimits:
     """Longest record accepted; also the text parser's block size, so it bounds memory too."""
     excel_in_memory_bytes: int = _SETTINGS.excel_in_memory_bytes
     """Largest sheet XML decoded in memory by calamine; bigger workbooks are streamed."""
+    excel_decode_memory_bytes: int = _SETTINGS.excel_decode_memory_bytes
+    """Data segment a calamine decode may use (it runs in a child process capped at this)."""
 
     @classmethod
     def of(cls, settings: LimitSettings) -> ReadLimits:
@@ -39,6 +41,7 @@ class ReadLimits:
             batch_bytes=settings.batch_bytes,
             max_line_bytes=settings.max_line_bytes,
             excel_in_memory_bytes=settings.excel_in_memory_bytes,
+            excel_decode_memory_bytes=settings.excel_decode_memory_bytes,
         )
 
     @property

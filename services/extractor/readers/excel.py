@@ -37,6 +37,7 @@ from services.extractor.readers.base import BatchIterator, ReadLimits, gc_paused
 from services.extractor.readers.cells import column_index, column_letters
 from services.extractor.readers.excel_errors import ERROR_TEXTS, find_error_cells
 from services.extractor.readers.excel_stream import StreamedWorkbook, largest_sheet_bytes
+from services.extractor.readers.isolated import OutOfMemory, read_in_child
 from services.extractor.readers.magic import OLE2_MAGIC
 from services.extractor.readers.sheet_xml import SheetXmlError
 from services.extractor.readers.text import head
@@ -313,28 +314,70 @@ def _infer_sample(column: tuple[Any, ...], nulls: set[str]) -> tuple[pa.DataType
     return pa.string(), None
 
 
+def decode_in_memory(path: Path, options: SourceOptions, limits: ReadLimits) -> BatchIterator:
+    """The workbook's batches, every sheet read decoded by calamine in memory (in the decoder
+    child: see :mod:`.isolated`)."""
+    file = str(path)
+    try:
+        workbook = calamine.CalamineWorkbook.from_path(file)
+    except calamine.PasswordError:
+        raise BadInput("the workbook is password-protected", file=file) from None
+    except Exception as exc:  # calamine raises several unrelated types for corrupt files
+        if _encrypted(path):
+            raise BadInput("the workbook is password-protected", file=file) from None
+        raise BadInput(f"not a readable Excel workbook: {exc}", file=file) from None
+    return ExcelReader()._stream(workbook, options, limits, file)
+
+
 class ExcelReader:
     def read(self, path: Path, options: SourceOptions, limits: ReadLimits) -> BatchIterator:
-        file = str(path)
-        if largest_sheet_bytes(path) > limits.excel_in_memory_bytes:
+        sheet_bytes = largest_sheet_bytes(path)
+        if sheet_bytes > limits.excel_in_memory_bytes:
+            log.info(
+                "%s has a sheet over %d bytes of XML: streaming it row by row",
+                path.name,
+                limits.excel_in_memory_bytes,
+            )
             return self._streamed(path, options, limits)
+        return self._in_child(path, options, limits, can_stream=sheet_bytes > 0)
+
+    def _in_child(
+        self, path: Path, options: SourceOptions, limits: ReadLimits, *, can_stream: bool
+    ) -> BatchIterator:
+        """calamine's decode in a child process with a memory cap; an xlsx whose grid does not
+        fit is streamed instead, any other workbook fails with its size named."""
+        file = str(path)
+        batches = read_in_child(
+            decode_in_memory,
+            (path, options, limits),
+            memory_bytes=limits.excel_decode_memory_bytes,
+            file=file,
+        )
+        sent = False
         try:
-            workbook = calamine.CalamineWorkbook.from_path(file)
-        except calamine.PasswordError:
-            raise BadInput("the workbook is password-protected", file=file) from None
-        except Exception as exc:  # calamine raises several unrelated types for corrupt files
-            if _encrypted(path):
-                raise BadInput("the workbook is password-protected", file=file) from None
-            raise BadInput(f"not a readable Excel workbook: {exc}", file=file) from None
-        return self._stream(workbook, options, limits, file)
+            for batch in batches:
+                sent = True
+                yield batch
+        except OutOfMemory:
+            mib = limits.excel_decode_memory_bytes // 2**20
+            if can_stream and not sent:
+                log.warning(
+                    "%s needs more than %d MiB to decode in memory (a sheet's used range is far "
+                    "larger than its data): streaming it row by row",
+                    path.name,
+                    mib,
+                )
+                yield from self._streamed(path, options, limits)
+                return
+            raise BadInput(
+                f"the workbook needs more than {mib} MiB to decode: calamine holds every cell "
+                "of a sheet's used range (from its first used cell to its last) in memory. "
+                "Raise SLUICE_LIMITS__EXCEL_DECODE_MEMORY_BYTES, or save it as xlsx or csv",
+                file=file,
+            ) from None
 
     def _streamed(self, path: Path, options: SourceOptions, limits: ReadLimits) -> BatchIterator:
         file = str(path)
-        log.info(
-            "%s has a sheet over %d bytes of XML: streaming it row by row",
-            path.name,
-            limits.excel_in_memory_bytes,
-        )
         try:
             workbook = StreamedWorkbook(path)
         except Exception as exc:  # openpyxl raises many unrelated types for corrupt files

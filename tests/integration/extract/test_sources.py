@@ -22,6 +22,7 @@ from services.extractor.settings import ExtractorSettings, GcsSourceSettings
 from services.extractor.sources.gcs import GcsObjects
 from services.extractor.units import discover, materialize
 from tests.integration.extract.conftest import Extractor
+from tests.unit.extract.conftest import far_cell_xls, far_cell_xlsx, small_xls
 
 
 def source(uri: str, **extra: Any) -> str:
@@ -151,6 +152,26 @@ def test_bad_input_is_invalid_argument_and_the_service_survives(
     assert rows(extractor.pull(unit, task(good.as_uri()))).num_rows == 1
     spooled = [p for p in extractor.work_dir.iterdir() if p.name.startswith("sluice-")]  # type: ignore[attr-defined]
     assert not spooled, "spool files left behind"
+
+
+def test_a_workbook_too_big_to_decode_fails_its_unit_not_the_service(
+    extractor: Extractor, tmp_path: Path
+) -> None:
+    far = far_cell_xls(tmp_path / "far.xls", sheets=3)  # about 2 GB inside calamine
+    (unit,) = extractor.discover(source(far.as_uri()))
+    with pytest.raises(grpc.RpcError) as caught:
+        extractor.pull(unit, task(far.as_uri()))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"{far}: the workbook needs more than 768 MiB to decode" in caught.value.details()
+
+    wide = far_cell_xlsx(tmp_path / "far.xlsx")  # 512 GiB inside calamine: streamed instead
+    (unit,) = extractor.discover(source(wide.as_uri()))
+    table = rows(extractor.pull(unit, task(wide.as_uri())))
+    assert table.column("name").to_pylist()[:2] == ["one", "two"]
+
+    good = small_xls(tmp_path / "good.xls", 2)
+    (unit,) = extractor.discover(source(good.as_uri()))
+    assert rows(extractor.pull(unit, task(good.as_uri()))).column("id").to_pylist() == [1, 2]
 
 
 def test_gcs_zip_member_is_read_with_ranged_reads(

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import openpyxl
 import pyarrow as pa
+import xlwt
 
 from services.common.spec.source import Source
 from services.extractor.readers import ReadLimits, read_batches
@@ -39,3 +41,39 @@ def pull_units(
             batches = list(read_batches(path, fmt, source.options, ReadLimits(batch_bytes=1 << 20)))
         tables[unit.id] = pa.Table.from_batches(batches) if batches else pa.table({})
     return tables
+
+
+def far_cell_xlsx(path: Path) -> Path:
+    """Five kilobytes that calamine would expand to 16,384 x 1,048,576 cells (512 GiB)."""
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["id", "name"])
+    ws.append([1, "one"])
+    ws.append([2, "two"])
+    ws["XFD1048576"] = "far"
+    wb.save(path)
+    return path
+
+
+def far_cell_xls(path: Path, sheets: int = 3) -> Path:
+    """Every sheet expands to 256 x 65,536 cells: over 600 MB each inside calamine."""
+    book = xlwt.Workbook()
+    for n in range(sheets):
+        sheet = book.add_sheet(f"S{n}")
+        sheet.write(0, 0, "id")
+        sheet.write(1, 0, 1)
+        sheet.write(65_535, 255, "far")
+    book.save(str(path))
+    return path
+
+
+def small_xls(path: Path, rows: int) -> Path:
+    book = xlwt.Workbook()
+    sheet = book.add_sheet("Data")
+    sheet.write(0, 0, "id")
+    sheet.write(0, 1, "name")
+    for r in range(1, rows + 1):
+        sheet.write(r, 0, r)
+        sheet.write(r, 1, f"n{r}")
+    book.save(str(path))
+    return path
