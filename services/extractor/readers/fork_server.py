@@ -85,6 +85,8 @@ def serve(control: socket.socket) -> None:
             request, fds, _, _ = socket.recv_fds(control, _REQUEST_BYTES, 1)
             if not request:  # the extractor has gone
                 return
+            if not fds:
+                continue
             channel = socket.socket(fileno=fds[0])
             pid = os.fork()
             if pid == 0:

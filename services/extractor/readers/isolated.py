@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import pickle
 import resource
 import signal
 import socket
@@ -98,8 +99,8 @@ def _rss_bytes() -> int:
 
 
 def _run(channel: Connection, job: Job) -> bool:
-    """Run one job, its batches and its end sent on ``channel``; whether the worker is fit for
-    another."""
+    """Run one job, its batches and its end sent on ``channel``; whether the worker stays for
+    another (said in the last message, so the parent never hands a job to a worker leaving)."""
     _cap_memory(job.memory_bytes)
     logging.getLogger().setLevel(job.log_level)
     try:
@@ -110,10 +111,15 @@ def _run(channel: Connection, job: Job) -> bool:
         channel.send((_OUT_OF_MEMORY, None))
         return False
     except Exception as exc:  # every error goes to the parent, which raises it for the unit
-        channel.send((_RAISED, exc))
-    else:
-        channel.send((_END, None))
-    return _rss_bytes() <= _RECYCLE_RSS_BYTES
+        stays = _rss_bytes() <= _RECYCLE_RSS_BYTES
+        try:
+            channel.send((_RAISED, (exc, stays)))
+        except (pickle.PicklingError, TypeError, AttributeError):  # an exception that won't pickle
+            channel.send((_RAISED, (RuntimeError(f"{type(exc).__name__}: {exc}"), stays)))
+        return stays
+    stays = _rss_bytes() <= _RECYCLE_RSS_BYTES
+    channel.send((_END, stays))
+    return stays
 
 
 def serve_jobs(channel: Connection) -> None:
@@ -274,11 +280,11 @@ def read_in_child(
                 name, level, message, extra = value
                 logging.getLogger(name).log(level, "%s", message, extra=extra)
             elif kind == _END:
-                reusable = True
+                reusable = value
                 return
             elif kind == _RAISED:
-                reusable = True
-                raise value
+                error, reusable = value
+                raise error
             elif kind == _OUT_OF_MEMORY or (kind == EXITED and value in _MEMORY_EXITS):
                 raise OutOfMemory()
             else:
