@@ -22,6 +22,7 @@ A quick run: SLUICE_BENCH_CSV_ROWS=200000 SLUICE_BENCH_EXCEL_ROWS=10000 SLUICE_B
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -39,6 +40,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import openpyxl
+import psutil
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import python_calamine as calamine
@@ -162,31 +164,14 @@ def sluice_reader(path: Path) -> int:
     return sum(b.num_rows for b in read_batches(path, "auto", SourceOptions(), limits))
 
 
-def _descendants(pid: int) -> list[int]:
-    parents: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # gone meanwhile
-            continue
-        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], [pid]
-    while todo:
-        children = parents.get(todo.pop(), [])
-        found.extend(children)
-        todo.extend(children)
-    return found
-
-
-def _pss_mb(pid: int) -> float:
-    """Proportional set size: pages shared between the fork server and its workers counted
-    once in all, not once per process."""
-    try:
-        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
-    except OSError:
-        return 0.0
-    line = next((x for x in text.splitlines() if x.startswith("Pss:")), "Pss: 0 kB")
-    return int(line.split()[1]) / 1024
+def _helpers_pss_mb(pid: int) -> float:
+    """Proportional set size of the processes under ``pid`` (the Excel decoders' fork server
+    and workers): pages they share are counted once in all, not once per process."""
+    total = 0
+    for child in psutil.Process(pid).children(recursive=True):
+        with contextlib.suppress(psutil.Error):  # a worker may exit meanwhile
+            total += child.memory_full_info().pss
+    return total / 2**20
 
 
 class Service:
@@ -238,8 +223,10 @@ class Service:
 
         def sample() -> None:
             nonlocal peak
-            while not done.wait(0.05):
-                peak = max(peak, sum(map(_pss_mb, _descendants(self.process.pid))))
+            # Every 200 ms: each look lists every process of the machine, and this runs inside
+            # the timed pull on the same cores.
+            while not done.wait(0.2):
+                peak = max(peak, _helpers_pss_mb(self.process.pid))
 
         sampler = threading.Thread(target=sample)
         sampler.start()

@@ -6,7 +6,7 @@ import contextlib
 import gc
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Protocol
 
@@ -37,12 +37,8 @@ class ReadLimits:
 
     @classmethod
     def of(cls, settings: LimitSettings) -> ReadLimits:
-        return cls(
-            batch_bytes=settings.batch_bytes,
-            max_line_bytes=settings.max_line_bytes,
-            excel_in_memory_bytes=settings.excel_in_memory_bytes,
-            excel_decode_memory_bytes=settings.excel_decode_memory_bytes,
-        )
+        # Every field is the setting of the same name.
+        return cls(**settings.model_dump(include={f.name for f in fields(cls)}))
 
     @property
     def block_bytes(self) -> int:

@@ -54,7 +54,7 @@ PLAN_SAMPLE_BYTES = 1024 * 1024
 
 def sniff_delimiter(sample: str, quotechar: str) -> str:
     """The delimiter of a text sample: the candidate splitting the first lines most evenly."""
-    lines = [line for line in sample.splitlines()[:50] if line.strip()]
+    lines = [line for line in LINE_BREAK.split(sample)[:50] if line.strip()]
     if len(lines) > 1:
         lines = lines[:-1]  # the last sampled line may be cut short
     best, best_score = ",", 0.0
@@ -203,8 +203,9 @@ class DelimitedReader:
         read-ahead buffers are not held twice.
         """
         text = sample_text(path, encoding, PLAN_SAMPLE_BYTES)
-        if path.stat().st_size > PLAN_SAMPLE_BYTES and "\n" in text:
-            text = text[: text.rindex("\n") + 1]  # whole lines only
+        end = max(text.rfind("\n"), text.rfind("\r"))  # a lone CR ends a line too
+        if path.stat().st_size > PLAN_SAMPLE_BYTES and end >= 0:
+            text = text[: end + 1]  # whole lines only
         try:
             table = pacsv.read_csv(
                 io.BytesIO(text.encode("utf-8")),

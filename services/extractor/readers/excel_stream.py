@@ -83,7 +83,6 @@ class StreamedSheet:
         # far the sheet goes (a writer may get the far corner wrong).
         self.start: tuple[int, int] | None = (first_row - 1, first_col - 1)
         self._rows: SheetRows | None = None
-        self._column_limit = 1 << 14  # every column (XFD is the last)
 
     def iter_rows(self) -> Iterator[list[Any]]:
         """Rows from the sheet's row 1, each from the first used column on (as calamine)."""
@@ -91,27 +90,28 @@ class StreamedSheet:
         book = self._sheet.parent
         following = 1
         with self._sheet._get_source() as source:
-            self._rows = SheetRows(
+            self._rows = rows = SheetRows(
                 source,
                 self._sheet._shared_strings,
                 book._date_formats,
                 book._timedelta_formats,
                 book.epoch,
             )
-            for number, cells in self._rows:
+            for number, cells in rows:
                 while following < number:  # rows the XML leaves out are empty
                     yield []
                     following += 1
                 following = max(following, number + 1)
-                if len(cells) > self._column_limit:  # parsed before the limit was set
-                    del cells[self._column_limit :]
+                # Cut here, not where the row was parsed: this loop takes a row before it hands
+                # out the empty ones above it, maybe before the reader set the limit.
+                if len(cells) > rows.column_limit:
+                    del cells[rows.column_limit :]
                 yield cells[left:] if left else cells
 
     def limit_columns(self, count: int) -> None:
         """Leave out the cells from column ``count`` on (0-based, counted from column A): the
         reader knows its columns once it has the header, and a sparse cell far to the right
         must not make every row that wide."""
-        self._column_limit = count
         if self._rows is not None:
             self._rows.limit_columns(count)
 

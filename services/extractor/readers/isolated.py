@@ -35,14 +35,11 @@ from typing import Any, Final
 import pyarrow as pa
 
 from services.common.codec import decode_batch, ipc_stream
-from services.common.errors import BadInput
-
-log = logging.getLogger(__name__)
+from services.common.errors import BadInput, Transient
 
 _PID: Final = "pid"
 _BATCH: Final = "batch"
 _LOG: Final = "log"
-_RAISED: Final = "raised"
 _OUT_OF_MEMORY: Final = "out of memory"
 _END: Final = "end"
 EXITED: Final = "exited"
@@ -103,6 +100,7 @@ def _run(channel: Connection, job: Job) -> bool:
     another (said in the last message, so the parent never hands a job to a worker leaving)."""
     _cap_memory(job.memory_bytes)
     logging.getLogger().setLevel(job.log_level)
+    error: Exception | None = None
     try:
         for batch in job.read(*job.args):
             channel.send((_BATCH, None))
@@ -111,14 +109,12 @@ def _run(channel: Connection, job: Job) -> bool:
         channel.send((_OUT_OF_MEMORY, None))
         return False
     except Exception as exc:  # every error goes to the parent, which raises it for the unit
-        stays = _rss_bytes() <= _RECYCLE_RSS_BYTES
-        try:
-            channel.send((_RAISED, (exc, stays)))
-        except (pickle.PicklingError, TypeError, AttributeError):  # an exception that won't pickle
-            channel.send((_RAISED, (RuntimeError(f"{type(exc).__name__}: {exc}"), stays)))
-        return stays
+        error = exc
     stays = _rss_bytes() <= _RECYCLE_RSS_BYTES
-    channel.send((_END, stays))
+    try:
+        channel.send((_END, (error, stays)))
+    except (pickle.PicklingError, TypeError, AttributeError):  # an exception that won't pickle
+        channel.send((_END, (RuntimeError(f"{type(error).__name__}: {error}"), stays)))
     return stays
 
 
@@ -224,7 +220,7 @@ class _Pool:
             kind, pid = channel.recv()
         except EOFError:
             channel.close()
-            raise BadInput("the decoder could not start") from None
+            raise Transient("the Excel decoder could not start") from None
         assert kind == _PID, kind
         return _Worker(channel, pid)
 
@@ -270,21 +266,18 @@ def read_in_child(
         while True:
             try:
                 kind, value = worker.channel.recv()
-            except EOFError:  # the fork server went away before saying how the worker ended
-                raise BadInput(
-                    "the decoder stopped without a word reading the file", file=file
-                ) from None
+            except EOFError:  # the fork server went away: not the file's doing, worth a retry
+                raise Transient("the Excel decoder went away reading the file", file=file) from None
             if kind == _BATCH:
                 yield decode_batch(worker.channel.recv_bytes())
             elif kind == _LOG:
                 name, level, message, extra = value
                 logging.getLogger(name).log(level, "%s", message, extra=extra)
             elif kind == _END:
-                reusable = value
-                return
-            elif kind == _RAISED:
                 error, reusable = value
-                raise error
+                if error is not None:
+                    raise error
+                return
             elif kind == _OUT_OF_MEMORY or (kind == EXITED and value in _MEMORY_EXITS):
                 raise OutOfMemory()
             else:

@@ -23,6 +23,8 @@ from xml.parsers import expat
 
 from openpyxl.utils.datetime import from_excel
 
+from services.extractor.readers.cells import column_index
+
 _NAMESPACES = (
     "http://schemas.openxmlformats.org/spreadsheetml/2006/main",
     "http://purl.oclc.org/ooxml/spreadsheetml/main",  # "strict" Open XML
@@ -67,7 +69,6 @@ class _Handlers:
         self._row_number = 0
         self._cells: list[Any] = []
         self._ref: str | None = None
-        self._inline_text = False
         self._type = "n"
         self._style = 0
         self._text: list[str] = []
@@ -83,7 +84,6 @@ class _Handlers:
             style = attrs.get("s")
             self._style = _whole(style) or 0
             self._text = []
-            self._inline_text = False
         elif tag == "v":
             self._collect = True
         elif tag == "t":
@@ -97,7 +97,8 @@ class _Handlers:
             self._cells = []
             self._next_column = 0
         elif tag == "is":
-            self._inline = self._inline_text = True
+            self._inline = True
+            self._type = "inlineStr"  # whatever the cell says (as calamine reads it)
         elif tag == "rPh":  # phonetic reading of Asian text: not part of the value
             self._phonetic = True
 
@@ -141,21 +142,17 @@ class _Handlers:
         letters = ref.rstrip(_DIGITS)
         column = self._columns.get(letters)
         if column is None:
-            column = 0
-            for letter in letters.upper():
-                if not "A" <= letter <= "Z" or column >= _MAX_COLUMNS:
-                    raise SheetXmlError(f"cell reference {ref!r} is not a cell of a sheet")
-                column = column * 26 + ord(letter) - 64
-            if not 0 < column <= _MAX_COLUMNS:
+            if not (letters.isascii() and letters.isalpha() and len(letters) <= 3):
                 raise SheetXmlError(f"cell reference {ref!r} is not a cell of a sheet")
-            column = self._columns[letters] = column - 1
+            column = column_index(letters)
+            if column >= _MAX_COLUMNS:
+                raise SheetXmlError(f"cell reference {ref!r} is not a cell of a sheet")
+            self._columns[letters] = column
         return column
 
     def _value(self) -> Any:
         text = "".join(self._text)
         kind = self._type
-        if self._inline_text:  # an inline string, whatever the type says (as calamine reads it)
-            return text
         if kind == "n":
             if not text:
                 return ""
@@ -238,7 +235,13 @@ class SheetRows:
         self._source = source
         self._handlers = _Handlers(strings, date_styles, duration_styles, epoch)
 
+    @property
+    def column_limit(self) -> int:
+        return self._handlers.column_limit
+
     def limit_columns(self, count: int) -> None:
+        """Leave out the cells from column ``count`` on (0-based, from column A) in the rows
+        parsed from now on (rows already parsed are as wide as they were)."""
         self._handlers.column_limit = count
 
     def __iter__(self) -> Iterator[tuple[int, list[Any]]]:

@@ -140,14 +140,22 @@ class HttpObjects:
             yield target
 
 
+def _content_range(reply: httpx.Response) -> re.Match[str] | None:
+    """A partial-content reply's ``Content-Range``: (start, end, size or ``*``); None for any
+    other reply."""
+    if reply.status_code != 206:
+        return None
+    return _CONTENT_RANGE.fullmatch(reply.headers.get("content-range", ""))
+
+
 def _answers_ranges(client: httpx.Client, uri: str) -> tuple[int, str] | None:
     """The object's size and ETag when a one-byte range request really gets a range back
     (some servers announce ranges and then send the whole body); None otherwise. The reply
     says all a HEAD would: ``Content-Range: bytes 0-0/<size>``."""
     try:
         with client.stream("GET", uri, headers={"Range": "bytes=0-0"}) as reply:
-            match = _CONTENT_RANGE.fullmatch(reply.headers.get("content-range", ""))
-            if reply.status_code != 206 or match is None or match.group(3) == "*":
+            match = _content_range(reply)
+            if match is None or match.group(3) == "*":
                 return None
             size = int(match.group(3))
             return (size, reply.headers.get("etag", "")) if size > 0 else None
@@ -206,8 +214,8 @@ class _RangedObject(io.RawIOBase):
         if reply.status_code == 412:
             raise Transient(f"{self._uri} changed while it was being read", file=self._uri)
         _raise_for_status(reply, self._uri)
-        match = _CONTENT_RANGE.fullmatch(reply.headers.get("content-range", ""))
-        if reply.status_code != 206 or match is None or int(match[1]) != self._position:
+        match = _content_range(reply)
+        if match is None or int(match[1]) != self._position:
             raise Transient(
                 f"{self._uri} answered a range request with HTTP {reply.status_code} "
                 "and not the range asked for",

@@ -106,12 +106,11 @@ class CheckRunner:
                 file=self.ctx.file,
                 unit=self.ctx.unit or None,
             )
+        if self.step.on_fail == "fail":
+            return  # it raised at its first bad row: it has no rejects to bound
         total = max(unit_rows, 1)
-        rejected = self.state.rejected
-        first = self.state.first_problem
-        if self.step.on_fail != "fail" and set_aside:
-            rejected += set_aside
-            first = first or first_set_aside
+        rejected = self.state.rejected + set_aside
+        first = self.state.first_problem or first_set_aside
         ratio = rejected / total
         if rejected and ratio > self.step.max_reject_ratio:
             raise CheckFailed(

@@ -74,14 +74,18 @@ def http_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, 
 
 
 class _RangeHandler(_QuietHandler):
-    """Files with byte ranges, a strong ETag and ``If-Match``, counting the body bytes sent."""
+    """Files with byte ranges, a strong ETag and ``If-Match``, counting the body bytes sent and
+    the requests by method."""
 
     sent: ClassVar[dict[str, int]] = {}
+    methods: ClassVar[list[str]] = []
 
     def do_HEAD(self) -> None:
+        self.methods.append("HEAD")
         self._serve(body=False)
 
     def do_GET(self) -> None:
+        self.methods.append("GET")
         self._serve(body=True)
 
     def _serve(self, body: bool) -> None:
@@ -116,13 +120,14 @@ class _RangeHandler(_QuietHandler):
 @pytest.fixture(scope="module")
 def ranged_http_root(
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[Path, str, dict[str, int]]]:
+) -> Iterator[tuple[Path, str, dict[str, int], list[str]]]:
     """Like ``http_root``, from a server that honours byte ranges: (directory, base URL,
-    body bytes sent per path)."""
+    body bytes sent per path, methods of the requests in order)."""
     root = tmp_path_factory.mktemp("ranged")
     _RangeHandler.sent.clear()  # the counts are the class's: start from none
+    _RangeHandler.methods.clear()
     with _served(root, _RangeHandler) as url:
-        yield root, url, _RangeHandler.sent
+        yield root, url, _RangeHandler.sent, _RangeHandler.methods
 
 
 class Extractor:

@@ -167,7 +167,7 @@ def test_a_workbook_too_big_to_decode_fails_its_unit_not_the_service(
     wide = far_cell_xlsx(tmp_path / "far.xlsx")  # 512 GiB inside calamine: streamed instead
     (unit,) = extractor.discover(source(wide.as_uri()))
     table = rows(extractor.pull(unit, task(wide.as_uri())))
-    assert table.column("name").to_pylist()[:2] == ["one", "two"]
+    assert table.column("name").to_pylist() == ["one", "two"]
 
     good = small_xls(tmp_path / "good.xls", 2)
     (unit,) = extractor.discover(source(good.as_uri()))
@@ -209,9 +209,9 @@ def test_gcs_zip_member_is_read_with_ranged_reads(
 
 
 def test_http_zip_is_read_in_place_with_byte_ranges(
-    extractor: Extractor, ranged_http_root: tuple[Path, str, dict[str, int]]
+    extractor: Extractor, ranged_http_root: tuple[Path, str, dict[str, int], list[str]]
 ) -> None:
-    root, base, sent = ranged_http_root
+    root, base, sent, methods = ranged_http_root
     noise = random.Random(8).randbytes(1024 * 1024)  # does not compress: a big member
     archive = zip_bytes({"big.bin": noise, "day1.csv": b"id\n1\n", "day2.csv": b"id\n2\n3\n"})
     (root / "parts.zip").write_bytes(archive)
@@ -219,7 +219,10 @@ def test_http_zip_is_read_in_place_with_byte_ranges(
     units = extractor.discover(source(uri, members="*.csv"))
     assert [u.member for u in units] == ["day1.csv", "day2.csv"]
     assert units[0].fingerprint.startswith("etag=")
+    methods.clear()
     table = rows(extractor.pull(units[1], task(uri, members="*.csv")))
+    # Opening the archive costs no HEAD: the first ranged GET answers with its size and ETag.
+    assert methods and "HEAD" not in methods, methods
     assert table.column("id").to_pylist() == [2, 3]
     assert table.column("_sluice_line").to_pylist() == [2, 3]
     # The listing and the member cost a fraction of the archive, not one download each.

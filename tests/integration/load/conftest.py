@@ -53,7 +53,7 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Target:
         return Target(kind, uri, f"{schema}.sales", lambda sql: pg_query(dsn, sql))
     if kind == "mariadb":
         db = request.getfixturevalue("mysql_db")
-        uri = f"mariadb://root@127.0.0.1:3306/{db}"
+        uri = request.getfixturevalue("mysql_url")  # the server SLUICE_TEST_MYSQL names
         return Target(kind, uri, "sales", lambda sql: my_query(db, sql), quote="`")
     import duckdb
 

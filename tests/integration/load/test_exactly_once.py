@@ -103,7 +103,7 @@ def test_postgres_sigkill_mid_unit_loads_exactly_once(
 
 
 def test_mariadb_sigkill_mid_unit_loads_exactly_once(
-    tmp_path: Path, stack_factory: Any, mysql_db: str
+    tmp_path: Path, stack_factory: Any, mysql_db: str, mysql_url: str
 ) -> None:
     def loading() -> bool:
         rows = my_query(
@@ -138,7 +138,7 @@ def test_mariadb_sigkill_mid_unit_loads_exactly_once(
     kill_mid_unit(
         tmp_path,
         stack_factory,
-        f"mariadb://root@127.0.0.1:3306/{mysql_db}",
+        mysql_url,
         "big",
         loading,
         visible_rows,

@@ -20,7 +20,7 @@ tasks:
         on_fail: quarantine
         max_reject_ratio: 0.5
     destination:
-      uri: mariadb://root@127.0.0.1:3306/{db}
+      uri: {url}
       table: orders
       mode: merge
       keys: [order_id]
@@ -28,14 +28,14 @@ tasks:
 
 
 def test_orders_merge_into_mariadb_with_quarantine(
-    stack_factory: Any, tmp_path: Path, mysql_db: str
+    stack_factory: Any, tmp_path: Path, mysql_db: str, mysql_url: str
 ) -> None:
     data = tmp_path / "data"
     data.mkdir()
     (data / "a.csv").write_text("order_id,qty\nA1,1\nA2,500\nA3,3\n")
     (data / "b.csv").write_text("order_id,qty\nA1,10\nA4,4\n")
     pipelines = tmp_path / "pipelines"
-    write_pipeline(pipelines, PIPELINE.format(data=data, db=mysql_db))
+    write_pipeline(pipelines, PIPELINE.format(data=data, url=mysql_url))
     stack = stack_factory(pipelines)
 
     run = wait_for_run(stack.url, trigger(stack.url, "shop"), timeout=180)

@@ -22,7 +22,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 
-from services.cli.stack import free_port
+from services.cli.stack import free_ports
 from services.orchestrator.auth import hash_token
 from services.orchestrator.state.migrate import alembic_config, current_revision, head_revision
 from services.orchestrator.state.models import Base
@@ -90,9 +90,12 @@ def test_only_one_holder_of_the_lease(pg_url: str) -> None:
 
 
 class Orchestrator:
-    def __init__(self, name: str, state_url: str, pipelines: Path, logs: Path) -> None:
+    def __init__(
+        self, name: str, state_url: str, pipelines: Path, logs: Path, ports: list[int]
+    ) -> None:
+        """``ports``: three free ones (HTTP, and the unused data-plane targets)."""
         self.name = name
-        self.port = free_port()
+        self.port, extractor_port, loader_port = ports
         self.url = f"http://127.0.0.1:{self.port}"
         tokens = [{"name": "test", "sha256": hash_token(TOKEN), "role": "operator"}]
         env = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
@@ -110,8 +113,8 @@ class Orchestrator:
                 "SLUICE_EXECUTION__HEARTBEAT_TIMEOUT_SECONDS": "3",
                 "SLUICE_LOG__FORMAT": "console",
                 # No data-plane services: these pipelines only run job tasks.
-                "SLUICE_EXTRACTOR__TARGET": f"127.0.0.1:{free_port()}",
-                "SLUICE_LOADER__TARGET": f"127.0.0.1:{free_port()}",
+                "SLUICE_EXTRACTOR__TARGET": f"127.0.0.1:{extractor_port}",
+                "SLUICE_LOADER__TARGET": f"127.0.0.1:{loader_port}",
             }
         )
         self.log = (logs / f"{name}.log").open("wb")
@@ -162,7 +165,12 @@ def two_orchestrators(pg_url: str, tmp_path: Path) -> Iterator[tuple[Any, Path]]
             "work", job("only", script, extra="    env: {NAP: '{{ params.nap }}'}\n")
         ).replace("name: work\n", "name: work\nparams: {nap: '0'}\n")
     )
-    nodes = [Orchestrator(n, pg_url, pipelines, tmp_path) for n in ("alpha", "beta")]
+    # All six ports at once: picked one by one, beta could get the port alpha has not bound yet.
+    ports = free_ports(6)
+    nodes = [
+        Orchestrator(n, pg_url, pipelines, tmp_path, ports[i * 3 : i * 3 + 3])
+        for i, n in enumerate(("alpha", "beta"))
+    ]
     try:
         for node in nodes:
             node.wait_up()

@@ -22,8 +22,8 @@ def currencies(mysql_db: str) -> str:
     return mysql_db
 
 
-def test_lookup_reads_a_mysql_destination_table(currencies: str) -> None:
-    uri = f"mysql://root@127.0.0.1/{currencies}"
+def test_lookup_reads_a_mysql_destination_table(currencies: str, mysql_url: str) -> None:
+    uri = mysql_url  # the database ``currencies`` filled
     ctx = UnitContext(file="f.csv", unit="u", destination_uri=uri)
     t = transform({"lookup": {"table": "currencies", "on": {"cur": "code"}}}, context=ctx)
     result = t.apply(pa.RecordBatch.from_pydict({"cur": ["CHF", "XXX", "EUR"]}), 0)

@@ -252,3 +252,21 @@ def test_newline_search_sees_only_the_values_of_a_slice() -> None:
     assert not _has_newline(values.slice(0, 1))
     assert not _has_newline(pa.array([], pa.string()))
     assert not _has_newline(pa.array([None, None], pa.string()))
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r"])
+def test_types_are_planned_from_whole_lines_whatever_the_line_break(
+    tmp_path: Path, newline: str
+) -> None:
+    """The 1 MiB planning sample ends inside a date: it is cut back to the last line break, a
+    lone CR ("CSV (Macintosh)") as well as LF, so the cut value does not make the column text."""
+    path = tmp_path / "mac.csv"
+    header = f"id;day{newline}"
+    line = "{:07d};2026-01-02" + newline  # 19 bytes: the sample's end falls 16 bytes into a line
+    rows = 60_000
+    path.write_text(header + "".join(line.format(i) for i in range(rows)), newline="")
+    assert (2**20 - len(header)) % len(line.format(0)) == 16
+    table = read_table(path)
+    assert table.schema.field("day").type == pa.date32()
+    assert table.num_rows == rows
+    assert table.column("day")[-1].as_py() == dt.date(2026, 1, 2)

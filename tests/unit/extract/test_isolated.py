@@ -24,9 +24,8 @@ def test_an_xlsx_with_a_far_cell_is_streamed_instead(
     assert path.stat().st_size < 10_000
     with caplog.at_level(logging.WARNING):
         table = read_table(path)
-    assert table.column("id").to_pylist()[:2] == [1, 2]
-    assert table.column("name").to_pylist()[:2] == ["one", "two"]
-    assert table.column("_sluice_line").to_pylist()[:2] == [2, 3]
+    # The far cell lies outside the header's columns: its row is blank and skipped.
+    assert table.to_pydict() == {"id": [1, 2], "name": ["one", "two"], "_sluice_line": [2, 3]}
     assert any("streaming it row by row" in r.getMessage() for r in caplog.records)
 
 

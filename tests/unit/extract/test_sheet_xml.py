@@ -14,10 +14,10 @@ import python_calamine as calamine
 from openpyxl.utils.datetime import CALENDAR_MAC_1904, CALENDAR_WINDOWS_1900
 
 from services.common.errors import BadInput
-from services.extractor.readers import excel
+from services.common.spec.source import SourceOptions
+from services.extractor.readers import ReadLimits, read_batches
 from services.extractor.readers.excel_stream import StreamedWorkbook
 from services.extractor.readers.sheet_xml import SheetRows, SheetXmlError
-from tests.unit.extract.conftest import read_table
 
 MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 
@@ -148,9 +148,7 @@ def test_broken_xml_is_an_error_naming_the_position() -> None:
         rows_of(sheet('<row r="1"><c r="A1"><v>1</v></row>'))
 
 
-def test_a_broken_sheet_in_a_streamed_workbook_is_bad_input(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_broken_sheet_in_a_streamed_workbook_is_bad_input(tmp_path: Path) -> None:
     path = tmp_path / "w.xlsx"
     wb = openpyxl.Workbook()
     wb.active.append(["a"])
@@ -163,9 +161,9 @@ def test_a_broken_sheet_in_a_streamed_workbook_is_bad_input(
             if item.filename == "xl/worksheets/sheet1.xml":
                 data = data.replace(b"</sheetData>", b"")
             target.writestr(item, data)
-    monkeypatch.setattr(excel, "largest_sheet_bytes", lambda path: 1 << 62)
+    streamed = ReadLimits(excel_in_memory_bytes=0)
     with pytest.raises(BadInput, match="not a readable Excel workbook") as caught:
-        read_table(broken)
+        list(read_batches(broken, "auto", SourceOptions(), streamed))
     assert caught.value.context.file == str(broken)
 
 
