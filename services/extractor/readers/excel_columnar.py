@@ -59,6 +59,8 @@ _MS_PER_DAY = 86_400_000
 _ERROR_ARRAY = pa.array(sorted(ERROR_TEXTS), pa.string())
 _NUMBERS_MIXED = re.compile(r"column contains \{(?:Int, Float|Float, Int)\}")
 _COLUMN = re.compile(r"could not determine dtype for column (.+)$", re.MULTILINE)
+_GENERATED = "__UNNAMED__"
+"""How fastexcel names a column whose header cell is blank."""
 _NULL_STRINGS = (
     "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
     "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
@@ -118,16 +120,15 @@ def read(
     nulls = set(schemas.null_values(options))
     null_cells = nulls | ERROR_TEXTS | {""}
     loaded = _load(reader, which, header, null_cells)
-    if loaded is None or _all_generated(loaded[0]):
-        # A blank header row puts the real header among the data (where it mixes kinds, most
-        # often): the header is the first row with a value, as in the row path.
+    if _blank_header(loaded):
+        # The header is the first row with a value, as in the row path.
         found = _first_filled(reader, which, header)
         if found is None:
             return None
         header = found
         loaded = _load(reader, which, header, null_cells)
-        if loaded is None:
-            return None
+    if not isinstance(loaded, _Loaded):
+        return None
     sheet, table, marked_rows = loaded
     names = [c.name for c in sheet.available_columns()]
     origins = [c.column_name_from for c in sheet.available_columns()]
@@ -179,6 +180,12 @@ def read(
     )
 
 
+class _Mixed(NamedTuple):
+    """A column that mixes kinds of cells (named as fastexcel names it)."""
+
+    column: str
+
+
 class _Loaded(NamedTuple):
     sheet: Any
     table: pa.RecordBatch
@@ -186,10 +193,12 @@ class _Loaded(NamedTuple):
     """Rows (0-based, in ``table``) holding a null marker text: null, but not a blank row."""
 
 
-def _load(reader: Any, which: str | int, header: int, null_cells: set[str]) -> _Loaded | None:
+def _load(
+    reader: Any, which: str | int, header: int, null_cells: set[str]
+) -> _Loaded | _Mixed | None:
     """The sheet with its header at 0-based sheet row ``header``, strictly typed, and its cells;
-    None if a column mixes kinds or a cell failed to convert for another reason than being an
-    error cell or one of the ``null_cells`` texts."""
+    else the column that mixes kinds, or None if a cell failed to convert for another reason
+    than being an error cell or one of the ``null_cells`` texts."""
     pins: dict[str | int, Any] = {}
     for _ in range(_MAX_PINS + 1):
         try:
@@ -206,10 +215,10 @@ def _load(reader: Any, which: str | int, header: int, null_cells: set[str]) -> _
         except fastexcel.UnsupportedColumnTypeCombinationError as exc:
             message = str(exc)
             column = _COLUMN.search(message)
-            if not _NUMBERS_MIXED.search(message) or column is None:
+            if column is None:
                 return None
-            if column.group(1) in pins:
-                return None
+            if not _NUMBERS_MIXED.search(message) or column.group(1) in pins:
+                return _Mixed(column.group(1))
             pins[column.group(1)] = "float"
             continue
         except Exception:  # a sheet fastexcel cannot read: the row path decides
@@ -279,6 +288,15 @@ def _first_filled(reader: Any, which: str | int, header: int) -> int | None:
         return None
     index = pc.index(_blank_rows(rows), False).as_py() if rows.num_columns else -1
     return None if index < 0 else header + 1 + int(index)
+
+
+def _blank_header(loaded: _Loaded | _Mixed | None) -> bool:
+    """Whether the header row may be blank: fastexcel named every column itself, or a column
+    it named itself mixes kinds (the real header is then among the data, where it most often
+    mixes texts with the column's values)."""
+    if isinstance(loaded, _Mixed):
+        return loaded.column.startswith(_GENERATED)
+    return loaded is not None and _all_generated(loaded.sheet)
 
 
 def _all_generated(sheet: Any) -> bool:
