@@ -6,7 +6,8 @@ For each format it times
   - ``reader``: Sluice's reader in-process (typed batches with ``_sluice_line``),
   - ``service``: a real extractor process, ``Discover`` + ``Pull`` over gRPC on loopback, the
     batches decoded by the client,
-and prints rows/s, MB/s (of the source file) and the service/raw ratio (target >= 0.80).
+and prints rows/s, MB/s (of the source file) and the service/raw ratio (target >= 0.80; the
+xls with a stray text, ``xls-mix``, is shown but not held to it).
 Then it pulls one large csv through the service and reports the extractor's peak RSS (VmHWM,
 target < 400 MB whatever the file size).
 
@@ -64,6 +65,10 @@ EXCEL_ROWS = min(int(os.environ.get("SLUICE_BENCH_EXCEL_ROWS", "60000")), 65_000
 BIG_MB = int(os.environ.get("SLUICE_BENCH_BIG_MB", "1024"))
 BIG_XLSX_ROWS = int(os.environ.get("SLUICE_BENCH_BIG_XLSX_ROWS", "300000"))
 TARGET_RATIO = 0.80
+MIXED = "xls-mix"
+"""The xls with one text among a column's numbers: read row by row after the columnar attempt
+(see services/extractor/readers/excel_columnar.py). Shown so that the cost of that second decode
+stays visible; the target is for the formats' files as the other rows make them."""
 TARGET_RSS_MB = 400
 
 
@@ -136,11 +141,14 @@ def write_xlsx(path: Path, rows: int) -> None:
     book.save(path)
 
 
-def write_xls(path: Path, rows: int) -> None:
+def write_xls(path: Path, rows: int, stray_text_row: int | None = None) -> None:
+    """The Excel rows as xls; ``stray_text_row`` puts a text in that row's ``qty`` cell."""
     book = xlwt.Workbook()
     sheet = book.add_sheet("Data")
     date = xlwt.easyxf(num_format_str="YYYY-MM-DD")
     for r, row in enumerate(excel_rows(rows)):
+        if r == stray_text_row:
+            row[3] = "see note"
         for c, value in enumerate(row):
             if isinstance(value, dt.datetime):
                 sheet.write(r, c, value, date)
@@ -328,11 +336,13 @@ def main() -> int:
             "csv": directory / "bench.csv",
             "xlsx": directory / "bench.xlsx",
             "xls": directory / "bench.xls",
+            MIXED: directory / "mixed.xls",
         }
         print(f"generating files in {directory} ...", flush=True)
         write_csv(files["csv"], CSV_ROWS)
         write_xlsx(files["xlsx"], EXCEL_ROWS)
         write_xls(files["xls"], EXCEL_ROWS)
+        write_xls(files[MIXED], EXCEL_ROWS, stray_text_row=min(100, EXCEL_ROWS))
         work = directory / "work"
         work.mkdir(exist_ok=True)
         service = Service(work)
@@ -345,7 +355,7 @@ def main() -> int:
                 results.extend(timed(fmt, path, runs))
             print()
             header = ("format", "path", "rows", "MB", "s", "rows/s", "MB/s", "vs raw")
-            print("{:<7}{:<9}{:>11}{:>9}{:>8}{:>12}{:>8}{:>8}".format(*header))
+            print("{:<9}{:<9}{:>11}{:>9}{:>8}{:>12}{:>8}{:>8}".format(*header))
             raw_speed: dict[str, float] = {}
             for r in results:
                 speed = r.rows / r.seconds
@@ -353,11 +363,12 @@ def main() -> int:
                     raw_speed[r.fmt] = speed
                 ratio = speed / raw_speed[r.fmt]
                 print(
-                    f"{r.fmt:<7}{r.path:<9}{r.rows:>11,}{r.megabytes:>9.1f}{r.seconds:>8.2f}"
+                    f"{r.fmt:<9}{r.path:<9}{r.rows:>11,}{r.megabytes:>9.1f}{r.seconds:>8.2f}"
                     f"{speed:>12,.0f}{r.megabytes / r.seconds:>8.1f}{ratio:>8.2f}"
                 )
-                if r.path == "service" and ratio < TARGET_RATIO:
+                if r.path == "service" and ratio < TARGET_RATIO and r.fmt != MIXED:
                     failed = True
+            print(f"({MIXED}: a text among a column's numbers, read row by row; not in the target)")
             service.close()
 
             big = directory / "big.csv"
