@@ -8,8 +8,8 @@ Its rules are not the row path's (:mod:`.excel`), so this path answers only wher
 the same, batch for batch, and says ``None`` otherwise; the row path then reads the workbook. It
 answers when:
 
-- one sheet is read (by name or index), with a header row, no ``cell_range`` and no declared
-  column types;
+- one whole sheet is read (by name or index), with a header row, no ``cell_range``, no declared
+  column types and no ``max_rows``;
 - every column holds one kind of cell, blanks, error cells and null markers aside. fastexcel's
   strict inference checks that over the whole column; whole and fractional numbers are one kind
   (xls stores some numbers as integers, some as floats), so such a column is read as floats;
@@ -101,6 +101,7 @@ def eligible(path: Path, options: SourceOptions) -> bool:
         and options.cell_range is None
         and options.sheet != "*"
         and not options.column_types
+        and options.max_rows is None  # the row path reads part of a sheet; this path all of it
         and head(path, len(OLE2_MAGIC)) == OLE2_MAGIC
     )
 
@@ -143,8 +144,6 @@ def read(
     lines = pc.filter(pa.array(np.arange(header + 2, header + 2 + table.num_rows)), kept)
     saw_blank = len(lines) < table.num_rows
     data = table.filter(kept)
-    if options.max_rows is not None:
-        data, lines = data.slice(0, options.max_rows), lines.slice(0, options.max_rows)
     headers = schemas.unique_names(names)
     batch_rows = rows_per_batch(len(headers))
     columns: list[tuple[pa.Field, pa.Array]] = []

@@ -196,6 +196,7 @@ def test_a_clean_sheet_is_read_in_columns_with_the_row_paths_types(tmp_path: Pat
         ([["a", None, "b"], [1, 2, 3]], {}),  # a blank header cell
         ([["n"], [None], [1]], {"sheet": "*"}),  # every sheet: the row path unifies them
         ([["n"], [1]], {"cell_range": "A1:A2"}),
+        ([["n"], [1], [2]], {"max_rows": 1}),  # the row path reads part of the sheet
         ([["t"], [dt.datetime(2026, 1, 1)], [dt.datetime(2026, 1, 2, 10, 0)]], {}),  # sampled
     ],
 )
