@@ -22,6 +22,11 @@ answers when:
 
 Texts keep the row path's per-batch rule: in a batch holding a null marker or an error text
 (``#N/A`` typed as text), cells whose stripped text is a null marker become null.
+
+fastexcel's messages are read to tell which column mixed whole and fractional numbers and which
+cells failed to convert, so its version is pinned (pyproject.toml); a message it words otherwise
+only sends the sheet to the row path. ``tests/unit/extract/test_excel_columnar.py`` compares the
+two paths on random workbooks.
 """
 
 from __future__ import annotations
@@ -55,7 +60,6 @@ one costs a load of the sheet."""
 _HEADER_SEARCH = 64
 """Rows looked at for the header below a blank header row."""
 _MAX_SAFE_INT = 2**53
-_MS_PER_DAY = 86_400_000
 _ERROR_ARRAY = pa.array(sorted(ERROR_TEXTS), pa.string())
 _NUMBERS_MIXED = re.compile(r"column contains \{(?:Int, Float|Float, Int)\}")
 _COLUMN = re.compile(r"could not determine dtype for column (.+)$", re.MULTILINE)
