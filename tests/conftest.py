@@ -16,6 +16,7 @@ import pymysql
 import pytest
 
 from services.cli.stack import LocalStack, StackConfig
+from services.loader.sinks.mysql_sink import connect_args
 from services.orchestrator.state.models import FINAL_STATUSES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -142,13 +143,7 @@ _MYSQL = urlsplit(MYSQL_URL)
 
 
 def mysql_conn(database: str | None = None) -> Any:
-    return pymysql.connect(
-        host=_MYSQL.hostname or "127.0.0.1",
-        port=_MYSQL.port or 3306,
-        user=_MYSQL.username or "root",
-        password=_MYSQL.password or "",
-        database=database,
-    )
+    return pymysql.connect(**{**connect_args(MYSQL_URL), "database": database})
 
 
 def my_query(database: str, sql: str, params: Any = None) -> list[tuple[Any, ...]]:

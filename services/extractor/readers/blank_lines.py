@@ -51,9 +51,13 @@ def find_blank_lines(
 ) -> BlankLines | None:
     """The empty lines past ``after_line`` (the title and header lines, which are skipped as
     they are), or None if there are none."""
-    if not _has_candidates(path, _candidates(encoding), _content_end(path, encoding)):
+    name = codecs.lookup(encoding).name
+    orders = _WITHOUT_BOM.get(name, (name,))
+    one_byte_newline = "\n".encode(orders[0]) == b"\n"
+    patterns, longest = _candidates(orders)
+    if not _has_candidates(path, patterns, longest, _content_end(path, one_byte_newline)):
         return None
-    lines = _unquoted_empty_lines(path, encoding, quotechar)
+    lines = _unquoted_empty_lines(path, orders[0], quotechar) if one_byte_newline else None
     if lines is None:  # title lines are skipped as they are, quotes and all, as pyarrow does
         records = csv_records(path, encoding, delimiter, quotechar, skip_rows=after_line)
         lines = [line for line, fields in records if not fields]
@@ -61,29 +65,31 @@ def find_blank_lines(
     return BlankLines(lines) if lines else None
 
 
-def _candidates(encoding: str) -> list[bytes]:
+def _candidates(orders: tuple[str, ...]) -> tuple[list[bytes], int]:
     """Patterns of the bytes of an empty line (a line break right after another: ``\\n\\n``,
-    ``\\n\\r`` or ``\\r\\r``) in the file's encoding (RE2 and Python's re read them alike).
+    ``\\n\\r`` or ``\\r\\r``) in each byte order of the file's encoding (RE2 and Python's re
+    read them alike), and how many bytes the longest is.
 
     One pattern per first byte: RE2 then skips to that byte with memchr (10-27 GB/s); one
     pattern whose matches may start with either byte ran at 0.7 GB/s.
     """
-    name = codecs.lookup(encoding).name
     by_first_byte: dict[int, list[bytes]] = {}
-    for codec in _WITHOUT_BOM.get(name, (name,)):
+    longest = 0
+    for codec in orders:
         for text in ("\n\n", "\n\r", "\r\r"):  # a line break right after one
             encoded = text.encode(codec)
+            longest = max(longest, len(encoded))
             escaped = b"".join(b"\\x%02x" % byte for byte in encoded)
             by_first_byte.setdefault(encoded[0], []).append(escaped)
-    return [b"|".join(group) for group in by_first_byte.values()]
+    return [b"|".join(group) for group in by_first_byte.values()], longest
 
 
-def _content_end(path: Path, encoding: str) -> int:
+def _content_end(path: Path, one_byte_newline: bool) -> int:
     """Where the scan may stop: within the run of line breaks that ends many files (they move
     no row, and would cost a second pass for nothing); the run's first byte stays, as the last
     line's own line break starts with it."""
     size = path.stat().st_size
-    if "\n".encode(_without_bom(encoding)) != b"\n":
+    if not one_byte_newline:
         return size
     with path.open("rb") as handle:
         handle.seek(max(0, size - 4096))
@@ -92,20 +98,15 @@ def _content_end(path: Path, encoding: str) -> int:
     return size - run + min(run, 1)  # the last line keeps its own newline
 
 
-def _without_bom(encoding: str) -> str:
-    return _WITHOUT_BOM.get(codecs.lookup(encoding).name, (encoding,))[0]
-
-
-def _has_candidates(path: Path, patterns: list[bytes], end: int) -> bool:
-    """Whether the first ``end`` bytes hold an empty line's bytes (inside quotes or not)."""
+def _has_candidates(path: Path, patterns: list[bytes], longest: int, end: int) -> bool:
+    """Whether the first ``end`` bytes hold an empty line's bytes (inside quotes or not); the
+    longest of them is ``longest`` bytes."""
     seams = re.compile(b"|".join(patterns))
-    # The longest empty line's bytes: four pattern characters (\xHH) per byte.
-    longest = max(len(text) for pattern in patterns for text in pattern.split(b"|")) // 4
     buffer = bytearray(_CHUNK_BYTES)  # one buffer, refilled: no allocation per chunk
     view = memoryview(buffer)
     previous = b""
     with path.open("rb", buffering=0) as handle:
-        while length := handle.readinto(view[: max(0, min(_CHUNK_BYTES, end - handle.tell()))]):
+        while length := handle.readinto(view[: end - handle.tell()]):
             seam = previous + bytes(view[: min(longest, length)])  # across two chunks
             if seams.search(seam):
                 return True
@@ -118,13 +119,12 @@ def _has_candidates(path: Path, patterns: list[bytes], end: int) -> bool:
     return False
 
 
-def _unquoted_empty_lines(path: Path, encoding: str, quotechar: str) -> list[int] | None:
-    """Physical numbers of the empty lines, found by counting newlines; None when the file
-    is not one byte per ASCII character or holds the quote character (a newline may then be
-    inside a value)."""
-    codec = _without_bom(encoding)
+def _unquoted_empty_lines(path: Path, codec: str, quotechar: str) -> list[int] | None:
+    """Physical numbers of the empty lines of a file whose newline is one byte, found by
+    counting newlines; None when the quote character is not one byte or is in the file (a
+    newline may then be inside a value)."""
     quote = quotechar.encode(codec, errors="replace")
-    if "\n".encode(codec) != b"\n" or len(quote) != 1:
+    if len(quote) != 1:
         return None
     found: list[int] = []
     lines_before = 0  # newlines before the current piece

@@ -41,6 +41,7 @@ from services.extractor.readers import schema as schemas
 from services.extractor.readers.base import BatchIterator, ReadLimits, gc_paused, rebatch
 from services.extractor.readers.cells import column_index, column_letters
 from services.extractor.readers.excel_errors import ERROR_TEXTS, find_error_cells
+from services.extractor.readers.excel_rules import MAX_SAFE_INT, checked_text, rows_per_batch
 from services.extractor.readers.excel_stream import StreamedWorkbook, largest_sheet_bytes
 from services.extractor.readers.isolated import OutOfMemory, read_in_child
 from services.extractor.readers.magic import OLE2_MAGIC
@@ -48,13 +49,8 @@ from services.extractor.readers.sheet_xml import SheetXmlError
 from services.extractor.readers.text import head
 
 log = logging.getLogger(__name__)
-SAMPLE_ROWS = 20_000
-_BATCH_CELLS = 2_000_000
-"""Cells in one batch at most: a sheet thousands of columns wide gets batches of fewer rows."""
 _HEADER_ROWS = 64
 """Rows read before the header is known (then the columns it names bound every row)."""
-_MAX_SAFE_INT = 2**53
-_ERROR_ARRAY = pa.array(sorted(ERROR_TEXTS), pa.string())
 _CONVERSION_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError)
 
 
@@ -168,7 +164,7 @@ class _Sheet:
         """Rows per batch (and in the sample the types are inferred from)."""
         if not self.width:
             return _HEADER_ROWS
-        return _rows_per_batch(self.width)
+        return rows_per_batch(self.width)
 
     def _row_blocks(self) -> Iterator[_Block]:
         """Blocks of non-empty rows in the range."""
@@ -227,10 +223,6 @@ class _Sheet:
         return list(zip(*rows, strict=True)) or [() for _ in range(width)]
 
 
-def _rows_per_batch(width: int) -> int:
-    return max(1, min(SAMPLE_ROWS, _BATCH_CELLS // width))
-
-
 def _has_blank_row(block: list[list[Any]]) -> bool:
     """Whether a row of ``block`` has only empty cells.
 
@@ -269,13 +261,13 @@ def _infer_in_arrow(column: tuple[Any, ...], kinds: set[type]) -> pa.Array | Non
             if float in kinds:
                 array = pa.array(column, pa.float64())
                 whole = pc.equal(pc.floor(array), array)
-                small = pc.less(pc.abs(array), float(_MAX_SAFE_INT))
+                small = pc.less(pc.abs(array), float(MAX_SAFE_INT))
                 if pc.all(pc.and_(whole, small)).as_py():
                     return pc.cast(array, pa.int64())
                 return array
             array = pa.array(column, pa.int64())
             # Cells beyond 2**53 were floats in the sheet (calamine gives whole floats as ints).
-            if pc.all(pc.less(pc.abs(array), _MAX_SAFE_INT)).as_py():
+            if pc.all(pc.less(pc.abs(array), MAX_SAFE_INT)).as_py():
                 return array
             return pc.cast(array, pa.float64())
         kind = _ONE_KIND.get(next(iter(kinds))) if len(kinds) == 1 else None
@@ -312,7 +304,7 @@ def _infer_sample(column: tuple[Any, ...], nulls: set[str]) -> tuple[pa.DataType
             floats = np.asarray(numbers, dtype=np.float64)
         except OverflowError:  # an int beyond float range
             return pa.float64(), None
-        whole = bool(np.all(np.mod(floats, 1) == 0) and np.all(np.abs(floats) < _MAX_SAFE_INT))
+        whole = bool(np.all(np.mod(floats, 1) == 0) and np.all(np.abs(floats) < MAX_SAFE_INT))
         return (pa.int64() if whole else pa.float64()), None
     if kinds == {bool}:
         return pa.bool_(), None
@@ -329,7 +321,7 @@ def decode_in_memory(
     """The workbook's batches, every sheet read decoded by calamine in memory (in the decoder
     child: see :mod:`.isolated`); an xls by :mod:`.excel_columnar` where it gives this result."""
     file = str(path)
-    sheet = excel_columnar.read(path, options, _rows_per_batch) if columnar else None
+    sheet = excel_columnar.read(path, options) if columnar else None
     if sheet is not None:
         for batch in sheet.batches:
             yield from rebatch(batch, limits.batch_bytes)
@@ -527,7 +519,7 @@ class ExcelReader:
             if ready is None or ready.type != field.type:  # another sheet may have widened it
                 fast, blank, bad_cells = _fast_column(column, field.type, nulls, len(numbers))
             elif field.type == pa.string():
-                fast, blank, bad_cells = _checked_text(ready, nulls)
+                fast, blank, bad_cells = checked_text(ready, nulls)
             else:
                 fast, blank, bad_cells = ready, False, 0
             errors += bad_cells
@@ -642,17 +634,7 @@ def _fast_text(column: tuple[Any, ...], nulls: set[str]) -> tuple[pa.Array | Non
         array = pa.array(column, pa.string())
     except _CONVERSION_ERRORS:
         return None, False, 0  # numbers or dates among the texts
-    return _checked_text(array, nulls)
-
-
-def _checked_text(array: pa.Array, nulls: set[str]) -> tuple[pa.Array | None, bool, int]:
-    errors = pc.sum(pc.is_in(array, _ERROR_ARRAY)).as_py() or 0
-    if errors or (nulls and pc.any(pc.is_in(array, pa.array(list(nulls), pa.string()))).as_py()):
-        return None, False, errors
-    empty = pc.equal(array, "")
-    if not pc.any(empty).as_py():
-        return array, False, 0
-    return pc.if_else(empty, pa.scalar(None, pa.string()), array), True, 0
+    return checked_text(array, nulls)
 
 
 def _slow_column(

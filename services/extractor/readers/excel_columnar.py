@@ -34,7 +34,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -48,6 +47,12 @@ from services.common import lineage
 from services.common.spec.source import SourceOptions
 from services.extractor.readers import schema as schemas
 from services.extractor.readers.excel_errors import ERROR_TEXTS
+from services.extractor.readers.excel_rules import (
+    ERROR_ARRAY,
+    MAX_SAFE_INT,
+    checked_text,
+    rows_per_batch,
+)
 from services.extractor.readers.magic import OLE2_MAGIC
 from services.extractor.readers.text import head
 
@@ -59,8 +64,6 @@ _MAX_PINS = 16
 one costs a load of the sheet."""
 _HEADER_SEARCH = 64
 """Rows looked at for the header below a blank header row."""
-_MAX_SAFE_INT = 2**53
-_ERROR_ARRAY = pa.array(sorted(ERROR_TEXTS), pa.string())
 _NUMBERS_MIXED = re.compile(r"column contains \{(?:Int, Float|Float, Int)\}")
 _COLUMN = re.compile(r"could not determine dtype for column (.+)$", re.MULTILINE)
 _GENERATED = "__UNNAMED__"
@@ -75,7 +78,8 @@ _CONVERT_FAILED = re.compile(r"^Expected \w+ but got '(?:Error\(\w+\)|String\(\"
 _SPACE = "".join(chr(c) for c in range(0x110000) if chr(c).isspace())
 _EDGE_SPACE = "^[{0}]|[{0}]$".format(re.escape(_SPACE))
 """A text with what Python's ``str.strip`` removes at either end."""
-_EARLY_DATES = pa.array([dt.date(1904, 1, 1)], pa.date32())
+_FIRST_1900_DATE = pa.scalar(dt.date(1900, 1, 1), pa.date32())
+_FIRST_1904_DATE = pa.scalar(dt.date(1904, 1, 1), pa.date32())
 """A time of day (a serial below 1) reads as a date in 1899 or, in the 1904 system, 1904-01-01;
 python-calamine gives the row path a time then."""
 
@@ -90,12 +94,13 @@ class ColumnarSheet:
     left: int
     """0-based sheet column of the first column."""
     width: int
-    bottom: int | None
     batches: list[pa.RecordBatch]
     saw_blank: bool
     """Whether a blank cell was read (error cells read as blanks: then look for them)."""
     error_texts: int
     """Error texts typed as text (``#N/A``) read as null."""
+    bottom: int | None = None
+    """The last row read: always the sheet's last (no ``cell_range``)."""
 
 
 def eligible(path: Path, options: SourceOptions) -> bool:
@@ -110,9 +115,7 @@ def eligible(path: Path, options: SourceOptions) -> bool:
     )
 
 
-def read(
-    path: Path, options: SourceOptions, rows_per_batch: Callable[[int], int]
-) -> ColumnarSheet | None:
+def read(path: Path, options: SourceOptions) -> ColumnarSheet | None:
     """The sheet the options name, or None where the row path must decide."""
     if not eligible(path, options):
         return None
@@ -134,12 +137,11 @@ def read(
         loaded = _load(reader, which, header, null_cells)
     if not isinstance(loaded, _Loaded):
         return None
-    sheet, table, marked_rows = loaded
-    names = [c.name for c in sheet.available_columns()]
-    origins = [c.column_name_from for c in sheet.available_columns()]
-    if not names or not _plain_header(names, origins):
+    sheet, infos, table, marked_rows = loaded
+    names = [c.name for c in infos]
+    if not names or not _plain_header(names, [c.column_name_from for c in infos]):
         return None
-    left = sheet.available_columns()[0].absolute_index
+    left = infos[0].absolute_index
     if options.skip_rows and left != 0:
         return None  # rows skipped above may start further left, which moves the columns
     blank = _blank_rows(table).to_numpy(zero_copy_only=False).copy()
@@ -152,7 +154,8 @@ def read(
     batch_rows = rows_per_batch(len(headers))
     columns: list[tuple[pa.Field, pa.Array]] = []
     for name, column in zip(headers, data.columns, strict=True):
-        saw_blank = saw_blank or column.null_count > 0 or _has_empty_text(column)
+        if not pa.types.is_string(column.type):  # a text column's blanks are seen per batch
+            saw_blank = saw_blank or column.null_count > 0
         converted = _convert(column, batch_rows)
         if converted is None:
             return None
@@ -166,7 +169,8 @@ def read(
         for field, array in columns:
             part = array.slice(start, batch_rows)
             if field.type == pa.string():
-                part, errors = _texts(part, nulls)
+                part, blank, errors = _texts(part, nulls)
+                saw_blank = saw_blank or blank
                 error_texts += errors
             arrays.append(part)
         arrays.append(lines.slice(start, batch_rows))
@@ -176,7 +180,6 @@ def read(
         header_row=header + 1,
         left=left,
         width=len(headers),
-        bottom=None,
         batches=batches,
         saw_blank=saw_blank,
         error_texts=error_texts,
@@ -191,6 +194,9 @@ class _Mixed(NamedTuple):
 
 class _Loaded(NamedTuple):
     sheet: Any
+    infos: list[Any]
+    """fastexcel's ``ColumnInfo`` of each column (each call of ``available_columns`` infers the
+    types again)."""
     table: pa.RecordBatch
     marked_rows: list[int]
     """Rows (0-based, in ``table``) holding a null marker text: null, but not a blank row."""
@@ -214,7 +220,7 @@ def _load(
                 dtype_coercion="strict",
                 dtypes=pins or None,
             )
-            sheet.available_columns()  # the types are inferred here
+            infos = sheet.available_columns()  # the types are inferred here
         except fastexcel.UnsupportedColumnTypeCombinationError as exc:
             message = str(exc)
             column = _COLUMN.search(message)
@@ -237,7 +243,7 @@ def _load(
                 return None
             if text:
                 marked_rows.append(error.offset_position[0])
-        return _Loaded(sheet, table, marked_rows)
+        return _Loaded(sheet, infos, table, marked_rows)
     return None
 
 
@@ -284,7 +290,7 @@ def _first_filled(reader: Any, which: str | int, header: int) -> int | None:
         sheet = reader.load_sheet(
             which, header_row=header, skip_rows=0, n_rows=_HEADER_SEARCH, dtypes="string"
         )
-        if not _all_generated(sheet):
+        if not _all_generated(sheet.available_columns()):
             return None  # the header row has a value: some column mixes kinds
         rows = sheet.to_arrow()
     except Exception:
@@ -299,12 +305,12 @@ def _blank_header(loaded: _Loaded | _Mixed | None) -> bool:
     mixes texts with the column's values)."""
     if isinstance(loaded, _Mixed):
         return loaded.column.startswith(_GENERATED)
-    return loaded is not None and _all_generated(loaded.sheet)
+    return loaded is not None and _all_generated(loaded.infos)
 
 
-def _all_generated(sheet: Any) -> bool:
+def _all_generated(infos: list[Any]) -> bool:
     """Whether fastexcel named every column itself: the header row is blank."""
-    return all(c.column_name_from == "generated" for c in sheet.available_columns())
+    return all(c.column_name_from == "generated" for c in infos)
 
 
 def _blank_rows(table: pa.RecordBatch) -> pa.Array:
@@ -318,10 +324,6 @@ def _blank_rows(table: pa.RecordBatch) -> pa.Array:
         blank = empty if blank is None else pc.and_(blank, empty)
     assert blank is not None
     return blank
-
-
-def _has_empty_text(column: pa.Array) -> bool:
-    return pa.types.is_string(column.type) and bool(pc.any(pc.equal(column, "")).as_py())
 
 
 def _convert(column: pa.Array, batch_rows: int) -> pa.Array | None:
@@ -351,7 +353,7 @@ def _number(column: pa.Array, sample: pa.Array) -> pa.Array | None:
         whole = pc.all(pc.equal(pc.floor(sample), sample)).as_py()
     else:
         whole = True
-    small = pc.all(pc.less(pc.abs(sample), float(_MAX_SAFE_INT))).as_py()
+    small = pc.all(pc.less(pc.abs(sample), float(MAX_SAFE_INT))).as_py()
     if whole and small:
         try:
             return pc.cast(column, pa.int64())  # safe: a later fraction fails it
@@ -362,8 +364,8 @@ def _number(column: pa.Array, sample: pa.Array) -> pa.Array | None:
 
 def _moment(column: pa.Array, sample: pa.Array) -> pa.Array | None:
     days = pc.cast(column, pa.date32())
-    before_1900 = pc.less(days, pa.scalar(dt.date(1900, 1, 1), pa.date32()))
-    if pc.any(pc.or_(before_1900, pc.is_in(days, _EARLY_DATES))).as_py():
+    early = pc.or_(pc.less(days, _FIRST_1900_DATE), pc.equal(days, _FIRST_1904_DATE))
+    if pc.any(early).as_py():
         return None
     if pc.all(_at_midnight(sample)).as_py():
         if not pc.all(_at_midnight(column)).as_py():
@@ -376,21 +378,21 @@ def _at_midnight(moments: pa.Array) -> pa.Array:
     return pc.equal(pc.cast(pc.cast(moments, pa.date32()), moments.type), moments)
 
 
-def _texts(part: pa.Array, nulls: set[str]) -> tuple[pa.Array, int]:
-    """One batch of a text column as the row path makes it, and its error texts."""
+def _texts(part: pa.Array, nulls: set[str]) -> tuple[pa.Array, bool, int]:
+    """One batch of a text column as the row path makes it, whether it held a blank, and its
+    error texts."""
     seen = pc.fill_null(part, "")  # what python-calamine gives for blank and error cells
-    errors = int(pc.sum(pc.is_in(seen, _ERROR_ARRAY)).as_py() or 0)
-    markers = pa.array(sorted(nulls), pa.string())
-    marked = bool(nulls) and bool(pc.any(pc.is_in(seen, markers)).as_py())
+    checked, blank, errors = checked_text(seen, nulls)
+    if checked is not None:
+        return checked, blank, errors
+    # The row path's careful rule: blanks, error texts and cells whose stripped text is a
+    # null marker are null.
     empty = pc.equal(seen, "")
-    if not errors and not marked:
-        if not pc.any(empty).as_py():
-            return seen, 0
-        return pc.if_else(empty, pa.scalar(None, pa.string()), seen), 0
-    null = pc.or_(empty, pc.is_in(seen, _ERROR_ARRAY))
-    null = pc.or_(null, pc.is_in(seen, markers))
+    null = pc.or_(empty, pc.is_in(seen, ERROR_ARRAY))
+    null = pc.or_(null, pc.is_in(seen, pa.array(sorted(nulls), pa.string())))
     padded = pc.filter(seen, pc.match_substring_regex(seen, _EDGE_SPACE))
     stripped = {text for text in padded.to_pylist() if text.strip() in nulls}
     if stripped:
         null = pc.or_(null, pc.is_in(seen, pa.array(sorted(stripped), pa.string())))
-    return pc.if_else(null, pa.scalar(None, pa.string()), seen), errors
+    blank = bool(pc.any(empty).as_py())
+    return pc.if_else(null, pa.scalar(None, pa.string()), seen), blank, errors

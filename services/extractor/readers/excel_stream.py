@@ -104,8 +104,7 @@ class StreamedSheet:
                 following = max(following, number + 1)
                 # Cut here, not where the row was parsed: this loop takes a row before it hands
                 # out the empty ones above it, maybe before the reader set the limit.
-                if len(cells) > rows.column_limit:
-                    del cells[rows.column_limit :]
+                del cells[rows.column_limit :]
                 yield cells[left:] if left else cells
 
     def limit_columns(self, count: int) -> None:

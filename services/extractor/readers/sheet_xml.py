@@ -107,7 +107,7 @@ class _Handlers:
         if tag == "c":
             try:
                 value = self._value()
-            except (ValueError, IndexError, OverflowError) as exc:
+            except ValueError as exc:
                 cell = self._ref or f"row {self._row_number}, column {self._next_column + 1}"
                 raise SheetXmlError(f"cell {cell}: {exc}") from None
             self._place(value)
@@ -167,7 +167,7 @@ class _Handlers:
                 return ""
             index = int(text)
             if not 0 <= index < len(self.strings):
-                raise IndexError(f"shared string {index} does not exist")
+                raise ValueError(f"shared string {index} does not exist")
             return self.strings[index]
         if kind == "str" or kind == "inlineStr":
             return text

@@ -5,11 +5,11 @@ GET whose body is not read when HEAD is refused); a server that sends neither ge
 the streamed body, so ``incremental`` still loads a changed file and skips an unchanged one.
 Downloads stream to a private spool file with connect/read timeouts and a size limit.
 
-Zip archives are read in place when the server supports byte ranges (``Accept-Ranges: bytes``):
-listing the members and reading one of them fetch the archive's directory and that member, not
-the whole archive once for the listing and once more per member. Range requests carry
-``If-Match`` with a strong ETag, so an archive replaced between two reads fails the unit (to be
-retried) instead of mixing two versions.
+Zip archives are read in place when the server answers a one-byte range request with ``206``
+and ``Content-Range: bytes 0-0/<size>``: listing the members and reading one of them fetch the
+archive's directory and that member, not the whole archive once for the listing and once more
+per member. Range requests carry ``If-Match`` with a strong ETag, so an archive replaced
+between two reads fails the unit (to be retried) instead of mixing two versions.
 """
 
 from __future__ import annotations

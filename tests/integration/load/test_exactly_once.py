@@ -84,7 +84,6 @@ def kill_mid_unit(
 def test_postgres_sigkill_mid_unit_loads_exactly_once(
     tmp_path: Path, stack_factory: Any, pg_dsn: str, pg_schema: str, pg_url: str
 ) -> None:
-
     def loading() -> bool:
         return pg_copies(pg_dsn, pg_schema, "state = 'active'") > 0
 

@@ -19,7 +19,7 @@ import xlwt
 
 from services.common.errors import BadInput
 from services.common.spec.source import SourceOptions
-from services.extractor.readers import ReadLimits, excel, excel_columnar
+from services.extractor.readers import ReadLimits, excel, excel_columnar, excel_rules
 
 _DATE = xlwt.easyxf(num_format_str="YYYY-MM-DD")
 _MOMENT = xlwt.easyxf(num_format_str="YYYY-MM-DD hh:mm")
@@ -140,7 +140,7 @@ def test_random_workbooks_read_the_same_both_ways(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sample_rows: int
 ) -> None:
     # A small sample puts the later rows in later batches, where the type is already decided.
-    monkeypatch.setattr(excel, "SAMPLE_ROWS", sample_rows)
+    monkeypatch.setattr(excel_rules, "SAMPLE_ROWS", sample_rows)
     rng = random.Random(sample_rows)
     columnar = 0
     for case in range(120):
@@ -149,7 +149,7 @@ def test_random_workbooks_read_the_same_both_ways(
         rows = _read(path, options, columnar=False)
         fast = _read(path, options, columnar=True)
         assert fast == rows, f"case {case}: {options}"
-        columnar += excel_columnar.read(path, options, excel._rows_per_batch) is not None
+        columnar += excel_columnar.read(path, options) is not None
     assert columnar >= 40, f"only {columnar} of 120 workbooks took the columnar path"
 
 
@@ -164,7 +164,7 @@ def _xls(path: Path, rows: list[list[Any]]) -> Path:
 
 
 def _columnar(path: Path, **options: Any) -> excel_columnar.ColumnarSheet | None:
-    return excel_columnar.read(path, SourceOptions(**options), excel._rows_per_batch)
+    return excel_columnar.read(path, SourceOptions(**options))
 
 
 def test_a_clean_sheet_is_read_in_columns_with_the_row_paths_types(tmp_path: Path) -> None:
@@ -203,7 +203,7 @@ def test_a_clean_sheet_is_read_in_columns_with_the_row_paths_types(tmp_path: Pat
 def test_what_the_columnar_path_cannot_promise_is_left_to_the_row_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rows: list[list[Any]], options: dict[str, Any]
 ) -> None:
-    monkeypatch.setattr(excel, "SAMPLE_ROWS", 1)  # the last case: dates only in the sample
+    monkeypatch.setattr(excel_rules, "SAMPLE_ROWS", 1)  # the last case: dates only in the sample
     path = _xls(tmp_path / "book.xls", rows)
     assert _columnar(path, **options) is None
 

@@ -10,7 +10,7 @@ import pytest
 import xlwt
 
 from services.common.spec.source import SourceOptions
-from services.extractor.readers import ReadLimits, read_batches, sheet_xml
+from services.extractor.readers import ReadLimits, excel_rules, read_batches, sheet_xml
 from services.extractor.readers import excel as excel_reader
 from services.extractor.readers.excel_stream import largest_sheet_bytes
 
@@ -96,7 +96,7 @@ def test_a_sparse_cell_far_right_does_not_widen_streamed_rows(
 def test_a_wide_sheet_gets_batches_of_fewer_rows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(excel_reader, "_BATCH_CELLS", 10_000)
+    monkeypatch.setattr(excel_rules, "BATCH_CELLS", 10_000)
     wb = openpyxl.Workbook(write_only=True)
     ws = wb.create_sheet("Wide")
     ws.append([f"c{i}" for i in range(50)])
