@@ -42,8 +42,11 @@ _MAX_ROWS = 1_048_576
 """Excel's own limits: a reference past them is refused, not turned into millions of cells."""
 _MIDNIGHT = dt.time()
 _DIGITS = "0123456789"
-_NUMBER = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf|infinity|nan)", re.I)
-"""What calamine reads as a number (Rust's float syntax); any other text stays text."""
+_NUMBER = re.compile(
+    r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf|infinity|nan)", re.I | re.ASCII
+)
+"""What calamine reads as a number (Rust's float syntax: ASCII digits only); any other text
+stays text."""
 
 
 class SheetXmlError(ValueError):

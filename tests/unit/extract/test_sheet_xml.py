@@ -82,11 +82,16 @@ def test_cells_read_as_calamine_reads_them_however_they_are_written() -> None:
     body = (
         '<row r="1"><c r="A1"><is><t>inline, no type</t></is></c>'
         '<c r="B1" t="b"><v>TRUE</v></c><c r="C1"><v>INF</v></c><c r="D1" s="²"><v> 5</v></c>'
-        '<c r="E1" t="d"><v>12:30:00</v></c><c r="F1" t="d"><v>2026-11-24T00:00:00</v></c></row>'
+        '<c r="E1" t="d"><v>12:30:00</v></c><c r="F1" t="d"><v>2026-11-24T00:00:00</v></c>'
+        '<c r="G1"><v>\u0663.5</v></c></row>'  # Arabic-Indic digits: no number to Rust
     )
     assert rows_of(sheet(body)) == [
-        (1, ["inline, no type", True, float("inf"), " 5", dt.time(12, 30), dt.date(2026, 11, 24)])
-    ]
+        (
+            1,
+            ["inline, no type", True, float("inf"), " 5", dt.time(12, 30), dt.date(2026, 11, 24),
+             "\u0663.5"],
+        )
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize(
