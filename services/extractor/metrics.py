@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from services.common.logs import current_context
 from services.common.metrics import LATENCY_BUCKETS, UNIT_BUCKETS
@@ -39,6 +39,15 @@ UNIT_SECONDS = Histogram(
     "Time to stream one unit.",
     ["format"],
     buckets=UNIT_BUCKETS,
+)
+
+WORKBOOKS_WAITING = Gauge(
+    "sluice_extractor_workbooks_waiting",
+    "Units of workbooks waiting for memory to decode in (SLUICE_LIMITS__MEMORY_LIMIT_BYTES).",
+)
+DECODE_SLOTS = Gauge(
+    "sluice_extractor_decode_slots",
+    "In-memory workbook decodes this extractor runs at once (0: not limited).",
 )
 
 

@@ -23,6 +23,7 @@ from services.common.grpc_server import (
     start_grpc_server,
 )
 from services.common.logs import bind_context
+from services.common.memory import cgroup_memory_limit
 from services.common.proto.sluice.v1 import (
     data_pb2,
     extractor_pb2,
@@ -31,7 +32,8 @@ from services.common.proto.sluice.v1 import (
 from services.common.spec.model import EtlTask
 from services.common.spec.source import Source
 from services.extractor import metrics
-from services.extractor.readers import ReadLimits, isolated, read_batches
+from services.extractor.decode_budget import DecodeBudget, DecodeGate
+from services.extractor.readers import ReadLimits, decodes_in_memory, isolated, read_batches
 from services.extractor.readers.base import is_rejected
 from services.extractor.settings import ExtractorSettings
 from services.extractor.units import discover, materialize
@@ -106,6 +108,18 @@ def _relabel(err: SluiceError, local: str, label: str) -> SluiceError:
 class ExtractorService(extractor_pb2_grpc.ExtractorServicer):
     def __init__(self, settings: ExtractorSettings) -> None:
         self.settings = settings
+        memory_limit = settings.limits.memory_limit_bytes or cgroup_memory_limit()
+        budget = DecodeBudget.plan(settings.limits, memory_limit)
+        self.limits = dataclasses.replace(
+            ReadLimits.of(settings.limits), excel_decode_memory_bytes=budget.cap_bytes
+        )
+        self.decodes = DecodeGate(budget)
+        log.info(
+            "Excel decodes: %d MiB each, %s at once (memory limit: %s)",
+            budget.cap_bytes // 2**20,
+            budget.slots or "any number",
+            f"{memory_limit // 2**20} MiB" if memory_limit else "none",
+        )
 
     async def Discover(
         self, request: extractor_pb2.DiscoverRequest, context: grpc.aio.ServicerContext
@@ -156,17 +170,19 @@ class ExtractorService(extractor_pb2_grpc.ExtractorServicer):
     async def _stream(
         self, source: Source, unit: data_pb2.Unit, labels: tuple[str, str]
     ) -> AsyncIterator[wire.OutgoingBatch]:
-        limits = ReadLimits.of(self.settings.limits)
+        limits = self.limits
         seq = 0
         offset = 0
         quarantined = 0  # rows readers rejected (sent as BATCH_KIND_REJECTED)
-        with contextlib.ExitStack() as stack:
+        async with contextlib.AsyncExitStack() as stack:
             opened = await asyncio.to_thread(
                 stack.enter_context,
                 materialize(unit.uri, unit.member, unit.format or "auto", source, self.settings),
             )
             path, fmt, label = opened
             try:
+                if await asyncio.to_thread(decodes_in_memory, path, fmt, source.options, limits):
+                    await stack.enter_async_context(self.decodes.admit(label))
                 batches = await asyncio.to_thread(read_batches, path, fmt, source.options, limits)
                 ahead = _ReadAhead(batches, unit.id)
                 try:
@@ -191,6 +207,9 @@ class ExtractorService(extractor_pb2_grpc.ExtractorServicer):
                         yield message
                 finally:
                     await ahead.close()
+                    # Now, not when collected: a workbook's worker goes with it (its memory too)
+                    # before the unit's decode slot is given to another.
+                    getattr(batches, "close", lambda: None)()
             except SluiceError as err:
                 raise _relabel(err, str(path), label) from None
             except (pa.ArrowException, ValueError, UnicodeError, EOFError) as exc:

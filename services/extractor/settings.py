@@ -32,7 +32,17 @@ class LimitSettings(Section):
     sheet's used range, blank ones included, so one stray value in XFD1048576 asks for hundreds
     of GiB: the decode runs in a child process capped at this, and a workbook that needs more
     is streamed (xlsx) or fails with a clear error (xls, ods), while the service keeps serving.
-    Keep it below the pod's memory limit."""
+    Decodes share the container's memory with the service: see ``memory_limit_bytes``."""
+    memory_limit_bytes: int | None = Field(default=None, ge=64 * 1024 * 1024)
+    """Memory the extractor's container may use; None: its cgroup's limit (on Kubernetes, the
+    pod's memory limit). In-memory Excel decodes are planned within it: each may use
+    ``excel_decode_memory_bytes`` or what the limit leaves beside ``service_memory_bytes``,
+    whichever is less, and as many run at once as fit; other workbooks wait for their turn.
+    With no limit found, decodes are not budgeted."""
+    service_memory_bytes: int = Field(default=448 * 1024 * 1024, ge=0)
+    """Memory kept for the service itself, its text streams (a 1 GB csv peaks near 350 MB at
+    the default ``max_line_bytes``) and the decoders' fork server (about 50 MB); Excel decodes
+    share the rest of the memory limit."""
     max_unpacked_bytes: int = Field(default=4 * 1024**3, ge=1024)
     """Largest size one zip member or gzip/bz2/xz file may unpack to (zip-bomb guard)."""
     max_compression_ratio: float = Field(default=200.0, gt=1)

@@ -122,8 +122,7 @@ def read_batches(
 ) -> BatchIterator:
     """Record batches of the local file ``path`` read as ``fmt`` (``auto``: detected)."""
     limits = limits or ReadLimits()
-    if fmt == "auto" or (fmt == "txt" and options.columns):
-        fmt = detect_format(path, "auto", options)
+    fmt = _resolved(path, fmt, options)
     reader = _READERS.get(fmt)
     if reader is None:
         raise UnsupportedFormat(
@@ -133,4 +132,24 @@ def read_batches(
     return reader.read(path, options, limits)
 
 
-__all__ = ["COMPRESSED", "ReadLimits", "detect_format", "format_by_name", "read_batches"]
+def decodes_in_memory(path: Path, fmt: str, options: SourceOptions, limits: ReadLimits) -> bool:
+    """Whether ``read_batches`` will decode the file in a memory-capped worker (a workbook
+    small enough for calamine), which the extractor budgets (see ``decode_budget``)."""
+    reader = _READERS.get(_resolved(path, fmt, options))
+    return reader is _EXCEL and _EXCEL.decodes_in_memory(path, limits)
+
+
+def _resolved(path: Path, fmt: str, options: SourceOptions) -> str:
+    if fmt == "auto" or (fmt == "txt" and options.columns):
+        return detect_format(path, "auto", options)
+    return fmt
+
+
+__all__ = [
+    "COMPRESSED",
+    "ReadLimits",
+    "decodes_in_memory",
+    "detect_format",
+    "format_by_name",
+    "read_batches",
+]

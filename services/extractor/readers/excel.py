@@ -338,10 +338,21 @@ def decode_in_memory(
     yield from ExcelReader()._stream(workbook, options, limits, file)
 
 
+def _decoded(sheet_bytes: int, limits: ReadLimits) -> bool:
+    """Whether a workbook whose biggest sheet has ``sheet_bytes`` of XML (0: not an xlsx) is
+    decoded in memory rather than streamed."""
+    return sheet_bytes <= limits.excel_in_memory_bytes
+
+
 class ExcelReader:
+    def decodes_in_memory(self, path: Path, limits: ReadLimits) -> bool:
+        """Whether calamine decodes the workbook (else it is streamed): an xls or ods always,
+        an xlsx/xlsm whose biggest sheet has at most ``excel_in_memory_bytes`` of XML."""
+        return _decoded(largest_sheet_bytes(path), limits)
+
     def read(self, path: Path, options: SourceOptions, limits: ReadLimits) -> BatchIterator:
         sheet_bytes = largest_sheet_bytes(path)
-        if sheet_bytes > limits.excel_in_memory_bytes:
+        if not _decoded(sheet_bytes, limits):
             log.info(
                 "%s has a sheet over %d bytes of XML: streaming it row by row",
                 path.name,
@@ -391,7 +402,8 @@ class ExcelReader:
             raise BadInput(
                 f"the workbook needs more than {mib} MiB to decode: calamine holds every cell "
                 "of a sheet's used range (from its first used cell to its last) in memory. "
-                "Raise SLUICE_LIMITS__EXCEL_DECODE_MEMORY_BYTES, or save it as xlsx or csv",
+                "Raise SLUICE_LIMITS__EXCEL_DECODE_MEMORY_BYTES (the pod's memory limit bounds "
+                "it), or save it as xlsx or csv",
                 file=file,
             ) from None
 

@@ -112,7 +112,11 @@ def test_hpa_owns_replicas_when_enabled(case: str) -> None:
 def test_hpa_passes_custom_metrics_through() -> None:
     hpa = one(render_case("production"), "HorizontalPodAutoscaler", "sluice-extractor")
     pods = [m for m in hpa["spec"]["metrics"] if m["type"] == "Pods"]
-    assert pods[0]["pods"]["metric"]["name"] == "sluice_extractor_streams_in_flight"
+    # A series the extractor really exports (docs/metrics.md), narrowed to its Pull streams.
+    assert pods[0]["pods"]["metric"] == {
+        "name": "sluice_grpc_server_inflight_streams",
+        "selector": {"matchLabels": {"service": "extractor", "method": "Pull"}},
+    }
 
 
 def test_hpa_without_any_metric_fails_with_a_clear_message() -> None:

@@ -1,0 +1,82 @@
+"""In-memory workbook decodes are planned within the container's memory limit: each gets a cap
+that fits beside the service, and those beyond the limit's slots wait for one."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import pytest
+from prometheus_client import REGISTRY
+
+from services.common.proto.sluice.v1 import data_pb2
+from services.common.spec.source import Source
+from services.extractor.decode_budget import MIN_DECODE_BYTES, DecodeBudget
+from services.extractor.server import ExtractorService
+from services.extractor.settings import ExtractorSettings, LimitSettings
+from tests.unit.extract.conftest import small_xls
+
+MiB = 1024 * 1024
+
+
+def test_without_a_limit_every_decode_gets_the_setting() -> None:
+    assert DecodeBudget.plan(LimitSettings(), None) == DecodeBudget(768 * MiB, None)
+
+
+def test_a_limit_fits_the_caps_of_the_decodes_at_once_beside_the_service() -> None:
+    limits = LimitSettings()  # 768 MiB per decode, 448 MiB for the service
+    assert DecodeBudget.plan(limits, 1024 * MiB) == DecodeBudget(576 * MiB, 1)
+    assert DecodeBudget.plan(limits, 4096 * MiB) == DecodeBudget(768 * MiB, 4)
+    smaller = LimitSettings(excel_decode_memory_bytes=256 * MiB, service_memory_bytes=512 * MiB)
+    assert DecodeBudget.plan(smaller, 2048 * MiB) == DecodeBudget(256 * MiB, 6)
+
+
+def test_a_limit_too_small_for_a_decode_is_said(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        budget = DecodeBudget.plan(LimitSettings(), 480 * MiB)
+    assert budget == DecodeBudget(MIN_DECODE_BYTES, 1)
+    assert "raise the limit" in caplog.text
+    assert "SLUICE_LIMITS__SERVICE_MEMORY_BYTES" in caplog.text
+
+
+def _waiting() -> float:
+    return REGISTRY.get_sample_value("sluice_extractor_workbooks_waiting") or 0.0
+
+
+def test_a_second_workbook_waits_for_the_first_and_text_does_not(tmp_path: Path) -> None:
+    settings = ExtractorSettings(
+        limits=LimitSettings(memory_limit_bytes=1024 * MiB, batch_bytes=64 * 1024)
+    )
+    service = ExtractorService(settings)
+    assert service.limits.excel_decode_memory_bytes == 576 * MiB  # the cap the workers get
+    first = small_xls(tmp_path / "first.xls", 20_000)
+    second = small_xls(tmp_path / "second.xls", 3)
+    text = tmp_path / "plain.csv"
+    text.write_text("id,name\n1,a\n2,b\n")
+
+    def stream(path: Path):  # type: ignore[no-untyped-def]
+        source = Source(uri=path.as_uri())
+        unit = data_pb2.Unit(id=path.name, uri=path.as_uri(), format="auto")
+        return service._stream(source, unit, ("p", "t"))
+
+    async def scenario() -> None:
+        held = stream(first)
+        await anext(held)  # the first workbook's worker is decoding: it holds the one slot
+        waiting = asyncio.ensure_future(anext(stream(second)))
+        for _ in range(400):
+            if _waiting() == 1:
+                break
+            await asyncio.sleep(0.05)
+        assert _waiting() == 1
+        # Text files need no decode memory: they pass while the workbook waits.
+        rows = [message.num_rows async for message in stream(text)]
+        assert rows == [2]
+        assert not waiting.done()
+        rest = [message.num_rows async for message in held]
+        assert sum(rest) > 0
+        message = await asyncio.wait_for(waiting, timeout=60)
+        assert message.num_rows == 3
+        assert _waiting() == 0
+
+    asyncio.run(scenario())
