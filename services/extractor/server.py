@@ -42,14 +42,19 @@ log = logging.getLogger(__name__)
 
 
 def _next_message(
-    batches: Iterator[pa.RecordBatch], unit_id: str, seq: int, row_offset: int
+    batches: Iterator[pa.RecordBatch],
+    scope: isolated.AbortScope,
+    unit_id: str,
+    seq: int,
+    row_offset: int,
 ) -> wire.OutgoingBatch | None:
     """The wire message of the reader's next batch (None at the end).
 
     Reading and encoding both run in a worker thread: serialising a batch of a few MiB on the
     event loop would stall the other streams and the health checks for that long.
     """
-    batch = next(batches, None)
+    with isolated.abortable(scope):
+        batch = next(batches, None)
     if batch is None:
         return None
     kind = data_pb2.BATCH_KIND_REJECTED if is_rejected(batch) else data_pb2.BATCH_KIND_DATA
@@ -68,24 +73,31 @@ class _ReadAhead:
         self._batches = batches
         self._unit_id = unit_id
         self._pending: asyncio.Future[wire.OutgoingBatch | None] | None = None
+        self._scope = isolated.AbortScope()  # stops a decoder worker the read waits on
 
     def fetch(self, seq: int, row_offset: int) -> None:
         """Start reading the batch that will go out as ``seq``, starting at ``row_offset``."""
         # Readers block (file I/O, parsing); keep the event loop free for other streams.
         self._pending = asyncio.ensure_future(
-            asyncio.to_thread(_next_message, self._batches, self._unit_id, seq, row_offset)
+            asyncio.to_thread(
+                _next_message, self._batches, self._scope, self._unit_id, seq, row_offset
+            )
         )
 
     async def next(self) -> wire.OutgoingBatch | None:
         assert self._pending is not None, "fetch() first"
-        pending, self._pending = self._pending, None
-        return await pending
+        # Shielded, and forgotten only once done: a stream cancelled meanwhile leaves the read
+        # to close(), which stops it and waits for its thread.
+        message = await asyncio.shield(self._pending)
+        self._pending = None
+        return message
 
     async def close(self) -> None:
-        """Wait for a read in flight (a cancelled stream must not leave a thread inside the
-        reader while its file is removed); its error, if any, no longer matters."""
+        """Stop and wait for a read in flight (a cancelled stream must not leave a thread inside
+        the reader while its file is removed); its error, if any, no longer matters."""
         if self._pending is not None:
             pending, self._pending = self._pending, None
+            self._scope.abort()  # a decoder worker it waits on is killed: the wait ends now
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.shield(pending)
 

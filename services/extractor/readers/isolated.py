@@ -17,6 +17,7 @@ The child's log records are sent back and logged here, under the unit's context.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import os
 import pickle
@@ -54,6 +55,64 @@ _RECORD_FIELDS: Final = set(vars(logging.makeLogRecord({}))) | {"message", "asct
 
 class OutOfMemory(Exception):
     """The child needed more memory than it may use."""
+
+
+class Aborted(Exception):
+    """The read was abandoned (see :class:`AbortScope`) and its worker killed."""
+
+
+class AbortScope:
+    """Lets the stream that owns some reads stop their workers from another thread.
+
+    A thread waiting for a worker's next batch cannot be interrupted, and the worker may take
+    minutes over a big sheet, or hang on a hostile file. When the stream's consumer goes away,
+    the stream aborts its scope: the workers are killed, and the waiting thread returns at once
+    with :class:`Aborted` instead of holding its thread, and the worker its memory, until then.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pids: set[int] = set()
+        self.aborted = False
+
+    # Kills happen under the lock: once ``discard`` returns, the worker may go back to the pool
+    # and serve another stream, and this scope must no longer reach it.
+
+    def add(self, pid: int) -> None:
+        with self._lock:
+            self._pids.add(pid)
+            if self.aborted:
+                _kill(pid)
+
+    def discard(self, pid: int) -> None:
+        with self._lock:
+            self._pids.discard(pid)
+
+    def abort(self) -> None:
+        with self._lock:
+            self.aborted = True
+            for pid in self._pids:
+                _kill(pid)
+
+
+_SCOPE: contextvars.ContextVar[AbortScope | None] = contextvars.ContextVar(
+    "sluice_abort_scope", default=None
+)
+
+
+@contextlib.contextmanager
+def abortable(scope: AbortScope) -> Iterator[None]:
+    """Reads started or continued in the body are stopped by ``scope.abort()``."""
+    token = _SCOPE.set(scope)
+    try:
+        yield
+    finally:
+        _SCOPE.reset(token)
+
+
+def _kill(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
 
 
 _IDLE_WORKERS: Final = 1
@@ -206,8 +265,7 @@ class _Worker:
     pid: int
 
     def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGKILL)
+        _kill(self.pid)
         self.channel.close()
 
 
@@ -262,9 +320,11 @@ def read_in_child(
 
     ``read`` and ``args`` must pickle (a module-level function and plain values). Raises
     :class:`OutOfMemory` when the worker needs more, and the worker's own errors as they are.
-    Closing the iterator early kills the worker.
+    Closing the iterator early kills the worker, and so does aborting the :func:`abortable`
+    scope the iterator was started in (from any thread), which raises :class:`Aborted`.
     """
     job = Job(read, args, memory_bytes, logging.getLogger("services").getEffectiveLevel())
+    scope = _SCOPE.get() or AbortScope()
     worker = _POOL.take()
     try:
         worker.channel.send(job)
@@ -272,6 +332,7 @@ def read_in_child(
         worker.kill()
         worker = _POOL.take()
         worker.channel.send(job)
+    scope.add(worker.pid)
     reusable = False
     try:
         while True:
@@ -279,6 +340,8 @@ def read_in_child(
                 kind, value = worker.channel.recv()
             except EOFError:  # the fork server went away: not the file's doing, worth a retry
                 raise Transient("the Excel decoder went away reading the file", file=file) from None
+            if scope.aborted:
+                raise Aborted()
             if kind == _BATCH:
                 yield decode_batch(worker.channel.recv_bytes())
             elif kind == _LOG:
@@ -296,6 +359,7 @@ def read_in_child(
                     f"the decoder stopped with exit code {value} reading the file", file=file
                 )
     finally:
+        scope.discard(worker.pid)
         if reusable:
             _POOL.give_back(worker)
         else:

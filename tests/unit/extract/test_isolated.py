@@ -3,9 +3,12 @@ fit costs its unit, never the process reading it."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +16,8 @@ import pytest
 from services.common.errors import BadInput
 from services.common.spec.source import SourceOptions
 from services.extractor.readers import ReadLimits, read_batches
-from services.extractor.readers.isolated import read_in_child
+from services.extractor.readers.isolated import Aborted, AbortScope, abortable, read_in_child
+from services.extractor.server import _ReadAhead
 from tests.unit.extract.conftest import far_cell_xls, far_cell_xlsx, read_table, small_xls
 
 
@@ -71,3 +75,45 @@ def test_a_read_stopped_early_leaves_nothing_for_the_next(tmp_path: Path) -> Non
     table = read_table(small_xls(tmp_path / "small.xls", 3))
     assert table.column("id").to_pylist() == [1, 2, 3]
     assert table.column("name").to_pylist() == ["n1", "n2", "n3"]
+
+
+def _abandoned_read(scope: AbortScope, delay: float) -> Exception | None:
+    """A read whose worker hangs (it sleeps two minutes), abandoned after ``delay`` seconds;
+    what the waiting thread raised, once it is done."""
+    raised: list[Exception] = []
+
+    def wait() -> None:
+        with abortable(scope):
+            try:
+                next(read_in_child(time.sleep, (120,), memory_bytes=256 * 1024 * 1024, file="x"))
+            except Exception as exc:
+                raised.append(exc)
+
+    thread = threading.Thread(target=wait)
+    thread.start()
+    time.sleep(delay)
+    scope.abort()
+    thread.join(timeout=30)
+    assert not thread.is_alive(), "the thread still waits for the hung worker"
+    return raised[0] if raised else None
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.5])  # before and after the worker has started
+def test_an_abandoned_read_stops_its_hung_worker_at_once(tmp_path: Path, delay: float) -> None:
+    assert isinstance(_abandoned_read(AbortScope(), delay), Aborted)
+    table = read_table(small_xls(tmp_path / "next.xls", 2))  # the next unit's worker is sound
+    assert table.column("id").to_pylist() == [1, 2]
+
+
+def test_a_stream_that_goes_away_frees_the_thread_its_read_ahead_holds() -> None:
+    async def scenario() -> None:
+        batches = read_in_child(time.sleep, (120,), memory_bytes=256 * 1024 * 1024, file="x")
+        ahead = _ReadAhead(batches, "unit")
+        ahead.fetch(0, 0)
+        await asyncio.sleep(0.5)  # the worker is decoding (it hangs)
+        started = time.monotonic()
+        await ahead.close()
+        # Not a speed check: without the abort, close() waits out the worker's two minutes.
+        assert time.monotonic() - started < 60
+
+    asyncio.run(scenario())
