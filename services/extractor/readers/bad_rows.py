@@ -2,8 +2,9 @@
 
 pyarrow hands every ragged row to a callback while it parses a block, with the row's record
 number (counted from the file's start, skipped title rows and the header included; known only
-when parsing is single-threaded). Knowing where the set-aside records were keeps
-``_sluice_line`` of the good rows exact, and gives each quarantined row its own physical line.
+when parsing is single-threaded, so such files parse on one thread). Knowing where the set-aside
+records were keeps ``_sluice_line`` of the good rows exact, and gives each quarantined row its
+own physical line.
 
 Quarantined rows leave the reader as *rejected* batches (see :func:`.base.rejected_batch`):
 the raw line text in ``raw`` plus the reject columns, loaded into ``<table>__rejected``.
@@ -68,8 +69,10 @@ class BadRows:
 
     @property
     def needs_record_numbers(self) -> bool:
-        """Quarantine needs each row's position: pyarrow knows it only parsing serially."""
-        return self.mode == "quarantine"
+        """Whether the parse must be serial, the only way pyarrow says where a ragged row was.
+        Quarantine needs it to place each row; skip too, or the good rows after a skipped one
+        would carry the wrong line. Only files read with ``on_bad_row`` set pay for it."""
+        return self.mode != "error"
 
     def on_invalid(self, row: pacsv.InvalidRow) -> str:
         """pyarrow's ``invalid_row_handler``."""

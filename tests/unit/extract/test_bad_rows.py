@@ -63,9 +63,9 @@ def test_many_blocks_keep_every_good_row_and_exact_lines(tmp_path: Path, on_bad_
     assert good.num_rows == 50_000 - len(ragged)
     ids = good.column("id").to_pylist()
     assert ragged.isdisjoint(ids)
+    # Line = id + 1 (the header) for every good row, however the blocks fell.
+    assert good.column("_sluice_line").to_pylist() == [i + 1 for i in ids]
     if on_bad_row == "quarantine":
-        # Line = id + 1 (the header) for every good row, however the blocks fell.
-        assert good.column("_sluice_line").to_pylist() == [i + 1 for i in ids]
         assert sorted(bad.column("_sluice_line").to_pylist()) == sorted(i + 1 for i in ragged)
     else:
         assert bad.num_rows == 0
@@ -89,11 +89,11 @@ def test_quarantine_with_strings_fallback_path(tmp_path: Path) -> None:
 
 
 @pytest.mark.usefixtures("arrow_pool")
-def test_skipped_ragged_rows_keep_lines_exact_on_one_cpu(tmp_path: Path) -> None:
-    """With one CPU (the chart's limit) pyarrow parses serially and says where it skipped."""
+@pytest.mark.parametrize("cpus", [1, 4])
+def test_skipped_ragged_rows_keep_lines_exact_on_any_cpus(tmp_path: Path, cpus: int) -> None:
     path = tmp_path / "ragged.csv"
     path.write_text("a,b\n1,x\n9,9,9\n2,y\n8\n3,z\n")
-    pa.set_cpu_count(1)
+    pa.set_cpu_count(cpus)
     good, bad = split_read(path, on_bad_row="skip")
     assert good.column("a").to_pylist() == [1, 2, 3]
     assert good.column("_sluice_line").to_pylist() == [2, 4, 6]
