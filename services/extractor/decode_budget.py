@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from services.extractor import metrics
@@ -62,20 +62,30 @@ class DecodeGate:
         metrics.DECODE_SLOTS.set(budget.slots or 0)
 
     @contextlib.asynccontextmanager
-    async def admit(self, name: str) -> AsyncIterator[None]:
+    async def admit(self, name: str) -> AsyncIterator[Callable[[], None]]:
         """Hold a slot while the body runs (the whole stream: the worker holds the decoded sheet
-        until its last batch has gone)."""
-        if self._slots is None:
-            yield
+        until its last batch has gone); yields a function that gives it back early, to be called
+        on the event loop (by a read that streams instead)."""
+        slots = self._slots
+        if slots is None:
+            yield lambda: None
             return
-        if self._slots.locked():
+        if slots.locked():
             log.info("%s waits for memory: other workbooks are decoding", name)
         metrics.WORKBOOKS_WAITING.inc()
         try:
-            await self._slots.acquire()
+            await slots.acquire()
         finally:
             metrics.WORKBOOKS_WAITING.dec()
+        held = True
+
+        def release() -> None:
+            nonlocal held
+            if held:
+                held = False
+                slots.release()
+
         try:
-            yield
+            yield release
         finally:
-            self._slots.release()
+            release()

@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 def _next_message(
     batches: Iterator[pa.RecordBatch],
-    scope: isolated.AbortScope,
+    scope: isolated.ReadScope,
     unit_id: str,
     seq: int,
     row_offset: int,
@@ -53,7 +53,7 @@ def _next_message(
     Reading and encoding both run in a worker thread: serialising a batch of a few MiB on the
     event loop would stall the other streams and the health checks for that long.
     """
-    with isolated.abortable(scope):
+    with isolated.in_scope(scope):
         batch = next(batches, None)
     if batch is None:
         return None
@@ -69,11 +69,13 @@ class _ReadAhead:
     reaches the reader (it stops when the consumer stops pulling).
     """
 
-    def __init__(self, batches: Iterator[pa.RecordBatch], unit_id: str) -> None:
+    def __init__(
+        self, batches: Iterator[pa.RecordBatch], unit_id: str, scope: isolated.ReadScope
+    ) -> None:
         self._batches = batches
         self._unit_id = unit_id
         self._pending: asyncio.Future[wire.OutgoingBatch | None] | None = None
-        self._scope = isolated.AbortScope()  # stops a decoder worker the read waits on
+        self._scope = scope  # stops a decoder worker the read waits on
 
     def fetch(self, seq: int, row_offset: int) -> None:
         """Start reading the batch that will go out as ``seq``, starting at ``row_offset``."""
@@ -95,11 +97,17 @@ class _ReadAhead:
     async def close(self) -> None:
         """Stop and wait for a read in flight (a cancelled stream must not leave a thread inside
         the reader while its file is removed); its error, if any, no longer matters."""
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            self._scope.abort()  # a decoder worker it waits on is killed: the wait ends now
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.shield(pending)
+        if self._pending is None:
+            return
+        pending, self._pending = self._pending, None
+        self._scope.abort()  # a decoder worker it waits on is killed: the wait ends now
+        # Even if cancelled again: the stream is ending anyway, and its thread must have left
+        # the reader before the reader is closed and its file removed.
+        while not pending.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait([pending])
+        if not pending.cancelled():
+            pending.exception()  # retrieved: it no longer matters, and asyncio must not log it
 
 
 def source_of_task(task_spec_json: str) -> Source:
@@ -193,10 +201,13 @@ class ExtractorService(extractor_pb2_grpc.ExtractorServicer):
             )
             path, fmt, label = opened
             try:
+                scope = isolated.ReadScope()
                 if await asyncio.to_thread(decodes_in_memory, path, fmt, source.options, limits):
-                    await stack.enter_async_context(self.decodes.admit(label))
+                    release = await stack.enter_async_context(self.decodes.admit(label))
+                    loop = asyncio.get_running_loop()
+                    scope.on_decode_done = lambda: loop.call_soon_threadsafe(release)
                 batches = await asyncio.to_thread(read_batches, path, fmt, source.options, limits)
-                ahead = _ReadAhead(batches, unit.id)
+                ahead = _ReadAhead(batches, unit.id, scope)
                 try:
                     ahead.fetch(seq, offset)
                     while True:

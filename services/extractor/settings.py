@@ -37,8 +37,8 @@ class LimitSettings(Section):
     """Memory the extractor's container may use; None: its cgroup's limit (on Kubernetes, the
     pod's memory limit). In-memory Excel decodes are planned within it: each may use
     ``excel_decode_memory_bytes`` or what the limit leaves beside ``service_memory_bytes``,
-    whichever is less, and as many run at once as fit; other workbooks wait for their turn.
-    With no limit found, decodes are not budgeted."""
+    whichever is less (64 MiB at the least), and as many run at once as fit; other workbooks
+    wait for their turn. With no limit found, decodes are not budgeted."""
     service_memory_bytes: int = Field(default=448 * 1024 * 1024, ge=0)
     """Memory kept for the service itself, its text streams (a 1 GB csv peaks near 350 MB at
     the default ``max_line_bytes``) and the decoders' fork server (about 50 MB); Excel decodes

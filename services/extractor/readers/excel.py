@@ -43,7 +43,7 @@ from services.extractor.readers.cells import column_index, column_letters
 from services.extractor.readers.excel_errors import ERROR_TEXTS, find_error_cells
 from services.extractor.readers.excel_rules import MAX_SAFE_INT, checked_text, rows_per_batch
 from services.extractor.readers.excel_stream import StreamedWorkbook, largest_sheet_bytes
-from services.extractor.readers.isolated import OutOfMemory, read_in_child
+from services.extractor.readers.isolated import OutOfMemory, decode_done, read_in_child
 from services.extractor.readers.magic import OLE2_MAGIC
 from services.extractor.readers.sheet_xml import SheetXmlError
 from services.extractor.readers.text import head
@@ -397,13 +397,15 @@ class ExcelReader:
                     path.name,
                     mib,
                 )
+                decode_done()  # streaming needs no decode memory: another workbook may have it
                 yield from self._streamed(path, options, limits)
                 return
             raise BadInput(
                 f"the workbook needs more than {mib} MiB to decode: calamine holds every cell "
                 "of a sheet's used range (from its first used cell to its last) in memory. "
-                "Raise SLUICE_LIMITS__EXCEL_DECODE_MEMORY_BYTES (the pod's memory limit bounds "
-                "it), or save it as xlsx or csv",
+                "Raise SLUICE_LIMITS__EXCEL_DECODE_MEMORY_BYTES and the pod's memory limit "
+                "(a decode gets the setting or what the limit leaves beside the service, "
+                "whichever is less), or save it as xlsx or csv",
                 file=file,
             ) from None
 

@@ -58,25 +58,31 @@ class OutOfMemory(Exception):
 
 
 class Aborted(Exception):
-    """The read was abandoned (see :class:`AbortScope`) and its worker killed."""
+    """The read was abandoned (see :class:`ReadScope`) and its worker killed."""
 
 
-class AbortScope:
-    """Lets the stream that owns some reads stop their workers from another thread.
+class ReadScope:
+    """What the reads of one stream share with the stream, which runs them in other threads.
 
-    A thread waiting for a worker's next batch cannot be interrupted, and the worker may take
-    minutes over a big sheet, or hang on a hostile file. When the stream's consumer goes away,
-    the stream aborts its scope: the workers are killed, and the waiting thread returns at once
-    with :class:`Aborted` instead of holding its thread, and the worker its memory, until then.
+    - Their workers. A thread waiting for a worker's next batch cannot be interrupted, and the
+      worker may take minutes over a big sheet, or hang on a hostile file. When the stream's
+      consumer goes away, the stream aborts the scope: the workers are killed, and the waiting
+      thread returns at once with :class:`Aborted` instead of holding its thread, and the
+      worker its memory, until then.
+    - The stream's decode slot (see ``services.extractor.decode_budget``): a read that stops
+      needing a worker (an xlsx streamed instead) gives it back early through
+      :func:`decode_done`.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_decode_done: Callable[[], object] | None = None) -> None:
         self._lock = threading.Lock()
         self._pids: set[int] = set()
         self.aborted = False
+        self.on_decode_done = on_decode_done
+        """Called (from a reading thread) when the reads need no more decode memory."""
 
-    # Kills happen under the lock: once ``discard`` returns, the worker may go back to the pool
-    # and serve another stream, and this scope must no longer reach it.
+    # Kills happen under the lock: once ``discard`` has returned False, the worker may go back
+    # to the pool and serve another stream, and this scope must no longer reach it.
 
     def add(self, pid: int) -> None:
         with self._lock:
@@ -84,9 +90,11 @@ class AbortScope:
             if self.aborted:
                 _kill(pid)
 
-    def discard(self, pid: int) -> None:
+    def discard(self, pid: int) -> bool:
+        """Forget a worker; whether the scope was aborted (the worker may have been killed)."""
         with self._lock:
             self._pids.discard(pid)
+            return self.aborted
 
     def abort(self) -> None:
         with self._lock:
@@ -95,19 +103,26 @@ class AbortScope:
                 _kill(pid)
 
 
-_SCOPE: contextvars.ContextVar[AbortScope | None] = contextvars.ContextVar(
-    "sluice_abort_scope", default=None
+_SCOPE: contextvars.ContextVar[ReadScope | None] = contextvars.ContextVar(
+    "sluice_read_scope", default=None
 )
 
 
 @contextlib.contextmanager
-def abortable(scope: AbortScope) -> Iterator[None]:
-    """Reads started or continued in the body are stopped by ``scope.abort()``."""
+def in_scope(scope: ReadScope) -> Iterator[None]:
+    """Reads first advanced in the body belong to ``scope`` for the rest of their life."""
     token = _SCOPE.set(scope)
     try:
         yield
     finally:
         _SCOPE.reset(token)
+
+
+def decode_done() -> None:
+    """Say that the current read needs no decode memory any more (it streams instead)."""
+    scope = _SCOPE.get()
+    if scope is not None and scope.on_decode_done is not None:
+        scope.on_decode_done()
 
 
 def _kill(pid: int) -> None:
@@ -187,8 +202,10 @@ def serve_jobs(channel: Connection) -> None:
     """A worker's whole life (the fork server calls it in the forked child): jobs until the
     parent closes the channel, or until it holds too much memory."""
     channel.send((_PID, os.getpid()))
-    # At a pod's memory limit the kernel kills the process with the highest score: a worker,
-    # so the service keeps serving and the unit gets an error.
+    # When memory runs short the kernel kills the process with the highest score: a worker.
+    # Outside Kubernetes, or with one process killed per OOM, the service then keeps serving
+    # and the unit gets an error. Kubernetes 1.28+ on cgroup v2 kills the whole container
+    # (memory.oom.group): there, the decode budget is what keeps a pod under its limit.
     with contextlib.suppress(OSError):
         Path("/proc/self/oom_score_adj").write_text("1000")
     logging.getLogger().handlers[:] = [_Forward(channel)]
@@ -320,11 +337,11 @@ def read_in_child(
 
     ``read`` and ``args`` must pickle (a module-level function and plain values). Raises
     :class:`OutOfMemory` when the worker needs more, and the worker's own errors as they are.
-    Closing the iterator early kills the worker, and so does aborting the :func:`abortable`
-    scope the iterator was started in (from any thread), which raises :class:`Aborted`.
+    Closing the iterator early kills the worker, and so does aborting the :class:`ReadScope`
+    the iterator was first advanced in (from any thread), which raises :class:`Aborted`.
     """
     job = Job(read, args, memory_bytes, logging.getLogger("services").getEffectiveLevel())
-    scope = _SCOPE.get() or AbortScope()
+    scope = _SCOPE.get() or ReadScope()
     worker = _POOL.take()
     try:
         worker.channel.send(job)
@@ -359,8 +376,8 @@ def read_in_child(
                     f"the decoder stopped with exit code {value} reading the file", file=file
                 )
     finally:
-        scope.discard(worker.pid)
-        if reusable:
+        aborted = scope.discard(worker.pid)
+        if reusable and not aborted:  # an abort may have killed it after its last message
             _POOL.give_back(worker)
         else:
             worker.kill()

@@ -16,7 +16,7 @@ import pytest
 from services.common.errors import BadInput
 from services.common.spec.source import SourceOptions
 from services.extractor.readers import ReadLimits, read_batches
-from services.extractor.readers.isolated import Aborted, AbortScope, abortable, read_in_child
+from services.extractor.readers.isolated import Aborted, ReadScope, in_scope, read_in_child
 from services.extractor.server import _ReadAhead
 from tests.unit.extract.conftest import far_cell_xls, far_cell_xlsx, read_table, small_xls
 
@@ -77,13 +77,13 @@ def test_a_read_stopped_early_leaves_nothing_for_the_next(tmp_path: Path) -> Non
     assert table.column("name").to_pylist() == ["n1", "n2", "n3"]
 
 
-def _abandoned_read(scope: AbortScope, delay: float) -> Exception | None:
+def _abandoned_read(scope: ReadScope, delay: float) -> Exception | None:
     """A read whose worker hangs (it sleeps two minutes), abandoned after ``delay`` seconds;
     what the waiting thread raised, once it is done."""
     raised: list[Exception] = []
 
     def wait() -> None:
-        with abortable(scope):
+        with in_scope(scope):
             try:
                 next(read_in_child(time.sleep, (120,), memory_bytes=256 * 1024 * 1024, file="x"))
             except Exception as exc:
@@ -100,7 +100,7 @@ def _abandoned_read(scope: AbortScope, delay: float) -> Exception | None:
 
 @pytest.mark.parametrize("delay", [0.0, 0.5])  # before and after the worker has started
 def test_an_abandoned_read_stops_its_hung_worker_at_once(tmp_path: Path, delay: float) -> None:
-    assert isinstance(_abandoned_read(AbortScope(), delay), Aborted)
+    assert isinstance(_abandoned_read(ReadScope(), delay), Aborted)
     table = read_table(small_xls(tmp_path / "next.xls", 2))  # the next unit's worker is sound
     assert table.column("id").to_pylist() == [1, 2]
 
@@ -108,7 +108,7 @@ def test_an_abandoned_read_stops_its_hung_worker_at_once(tmp_path: Path, delay: 
 def test_a_stream_that_goes_away_frees_the_thread_its_read_ahead_holds() -> None:
     async def scenario() -> None:
         batches = read_in_child(time.sleep, (120,), memory_bytes=256 * 1024 * 1024, file="x")
-        ahead = _ReadAhead(batches, "unit")
+        ahead = _ReadAhead(batches, "unit", ReadScope())
         ahead.fetch(0, 0)
         await asyncio.sleep(0.5)  # the worker is decoding (it hangs)
         started = time.monotonic()
