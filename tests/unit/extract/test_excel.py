@@ -8,6 +8,7 @@ so both decoders are held to the same results.
 from __future__ import annotations
 
 import datetime as dt
+import io
 import re
 import zipfile
 from pathlib import Path
@@ -277,6 +278,24 @@ def test_ods_spreadsheet(tmp_path: Path) -> None:
     table = read_table(path)
     assert table.column("id").to_pylist() == [7]
     assert table.column("day").to_pylist() == [dt.date(2026, 11, 5)]
+
+
+@pytest.mark.parametrize("name", ["locked.xlsx", "locked.xls", "locked"])
+def test_a_workbook_saved_with_a_password_is_named(tmp_path: Path, name: str) -> None:
+    from msoffcrypto.format.ooxml import OOXMLFile
+
+    book = openpyxl.Workbook()
+    book.active.append(["id"])
+    book.active.append([1])
+    plain = io.BytesIO()
+    book.save(plain)
+    plain.seek(0)
+    path = tmp_path / name
+    with path.open("wb") as locked:
+        OOXMLFile(plain).encrypt("secret", locked)  # as Excel's "Encrypt with Password" does
+    with pytest.raises(BadInput, match="the workbook is password-protected") as caught:
+        read_table(path)
+    assert caught.value.context.file == str(path)
 
 
 def test_password_protected_workbook_is_named(tmp_path: Path) -> None:
