@@ -28,8 +28,8 @@ def test_without_a_limit_every_decode_gets_the_setting() -> None:
 
 
 def test_a_limit_fits_the_caps_of_the_decodes_at_once_beside_the_service() -> None:
-    limits = LimitSettings()  # 768 MiB per decode, 448 MiB for the service
-    assert DecodeBudget.plan(limits, 1024 * MiB) == DecodeBudget(576 * MiB, 1)
+    limits = LimitSettings()  # 768 MiB per decode, 512 MiB for the service
+    assert DecodeBudget.plan(limits, 1024 * MiB) == DecodeBudget(512 * MiB, 1)
     assert DecodeBudget.plan(limits, 4096 * MiB) == DecodeBudget(768 * MiB, 4)
     smaller = LimitSettings(excel_decode_memory_bytes=256 * MiB, service_memory_bytes=512 * MiB)
     assert DecodeBudget.plan(smaller, 2048 * MiB) == DecodeBudget(256 * MiB, 6)
@@ -84,7 +84,7 @@ def _one_slot() -> ExtractorService:
 
 def test_a_second_workbook_waits_for_the_first_and_text_does_not(tmp_path: Path) -> None:
     service = _one_slot()
-    assert service.limits.excel_decode_memory_bytes == 576 * MiB  # the cap the workers get
+    assert service.limits.excel_decode_memory_bytes == 512 * MiB  # the cap the workers get
     stream = _streams(service)
     first = small_xls(tmp_path / "first.xls", 20_000)
     second = small_xls(tmp_path / "second.xls", 3)
