@@ -62,10 +62,10 @@ class DecodeGate:
         metrics.DECODE_SLOTS.set(budget.slots or 0)
 
     @contextlib.asynccontextmanager
-    async def admit(self, name: str) -> AsyncIterator[Callable[[], None]]:
+    async def admit(self, name: str) -> AsyncIterator[Callable[[], object]]:
         """Hold a slot while the body runs (the whole stream: the worker holds the decoded sheet
-        until its last batch has gone); yields a function that gives it back early, to be called
-        on the event loop (by a read that streams instead)."""
+        until its last batch has gone); yields a function that gives it back early, from any
+        thread (a read that streams instead calls it)."""
         slots = self._slots
         if slots is None:
             yield lambda: None
@@ -85,7 +85,8 @@ class DecodeGate:
                 held = False
                 slots.release()
 
+        loop = asyncio.get_running_loop()
         try:
-            yield release
+            yield lambda: loop.call_soon_threadsafe(release)
         finally:
             release()

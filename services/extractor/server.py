@@ -33,8 +33,15 @@ from services.common.spec.model import EtlTask
 from services.common.spec.source import Source
 from services.extractor import metrics
 from services.extractor.decode_budget import DecodeBudget, DecodeGate
-from services.extractor.readers import ReadLimits, decodes_in_memory, isolated, read_batches
+from services.extractor.readers import (
+    ReadLimits,
+    decodes_in_memory,
+    isolated,
+    read_batches,
+    resolve_format,
+)
 from services.extractor.readers.base import is_rejected
+from services.extractor.readers.read_scope import ReadScope, in_scope
 from services.extractor.settings import ExtractorSettings
 from services.extractor.units import discover, materialize
 
@@ -43,7 +50,7 @@ log = logging.getLogger(__name__)
 
 def _next_message(
     batches: Iterator[pa.RecordBatch],
-    scope: isolated.ReadScope,
+    scope: ReadScope,
     unit_id: str,
     seq: int,
     row_offset: int,
@@ -53,7 +60,7 @@ def _next_message(
     Reading and encoding both run in a worker thread: serialising a batch of a few MiB on the
     event loop would stall the other streams and the health checks for that long.
     """
-    with isolated.in_scope(scope):
+    with in_scope(scope):
         batch = next(batches, None)
     if batch is None:
         return None
@@ -69,9 +76,7 @@ class _ReadAhead:
     reaches the reader (it stops when the consumer stops pulling).
     """
 
-    def __init__(
-        self, batches: Iterator[pa.RecordBatch], unit_id: str, scope: isolated.ReadScope
-    ) -> None:
+    def __init__(self, batches: Iterator[pa.RecordBatch], unit_id: str, scope: ReadScope) -> None:
         self._batches = batches
         self._unit_id = unit_id
         self._pending: asyncio.Future[wire.OutgoingBatch | None] | None = None
@@ -201,11 +206,12 @@ class ExtractorService(extractor_pb2_grpc.ExtractorServicer):
             )
             path, fmt, label = opened
             try:
-                scope = isolated.ReadScope()
-                if await asyncio.to_thread(decodes_in_memory, path, fmt, source.options, limits):
+                # Detected once: the decode budget and the reader need the same answer.
+                fmt = await asyncio.to_thread(resolve_format, path, fmt, source.options)
+                release = None
+                if await asyncio.to_thread(decodes_in_memory, path, fmt, limits):
                     release = await stack.enter_async_context(self.decodes.admit(label))
-                    loop = asyncio.get_running_loop()
-                    scope.on_decode_done = lambda: loop.call_soon_threadsafe(release)
+                scope = ReadScope(on_decode_done=release)
                 batches = await asyncio.to_thread(read_batches, path, fmt, source.options, limits)
                 ahead = _ReadAhead(batches, unit.id, scope)
                 try:

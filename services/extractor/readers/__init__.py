@@ -122,7 +122,7 @@ def read_batches(
 ) -> BatchIterator:
     """Record batches of the local file ``path`` read as ``fmt`` (``auto``: detected)."""
     limits = limits or ReadLimits()
-    fmt = _resolved(path, fmt, options)
+    fmt = resolve_format(path, fmt, options)
     reader = _READERS.get(fmt)
     if reader is None:
         raise UnsupportedFormat(
@@ -132,17 +132,19 @@ def read_batches(
     return reader.read(path, options, limits)
 
 
-def decodes_in_memory(path: Path, fmt: str, options: SourceOptions, limits: ReadLimits) -> bool:
-    """Whether ``read_batches`` will decode the file in a memory-capped worker (a workbook
-    small enough for calamine), which the extractor budgets (see ``decode_budget``)."""
-    reader = _READERS.get(_resolved(path, fmt, options))
-    return reader is _EXCEL and _EXCEL.decodes_in_memory(path, limits)
-
-
-def _resolved(path: Path, fmt: str, options: SourceOptions) -> str:
+def resolve_format(path: Path, fmt: str, options: SourceOptions) -> str:
+    """The format ``read_batches`` reads the file as: ``auto`` detected, and a ``txt`` with
+    ``columns`` checked for fixed width (a resolved format resolves to itself)."""
     if fmt == "auto" or (fmt == "txt" and options.columns):
         return detect_format(path, "auto", options)
     return fmt
+
+
+def decodes_in_memory(path: Path, fmt: str, limits: ReadLimits) -> bool:
+    """Whether ``read_batches`` will decode the file, of the resolved format ``fmt``, in a
+    memory-capped worker (a workbook small enough for calamine), which the extractor budgets
+    (see ``decode_budget``)."""
+    return _READERS.get(fmt) is _EXCEL and _EXCEL.decodes_in_memory(path, limits)
 
 
 __all__ = [
@@ -152,4 +154,5 @@ __all__ = [
     "detect_format",
     "format_by_name",
     "read_batches",
+    "resolve_format",
 ]

@@ -43,8 +43,9 @@ from services.extractor.readers.cells import column_index, column_letters
 from services.extractor.readers.excel_errors import ERROR_TEXTS, find_error_cells
 from services.extractor.readers.excel_rules import MAX_SAFE_INT, checked_text, rows_per_batch
 from services.extractor.readers.excel_stream import StreamedWorkbook, largest_sheet_bytes
-from services.extractor.readers.isolated import OutOfMemory, decode_done, read_in_child
+from services.extractor.readers.isolated import OutOfMemory, read_in_child
 from services.extractor.readers.magic import OLE2_MAGIC
+from services.extractor.readers.read_scope import decode_done
 from services.extractor.readers.sheet_xml import SheetXmlError
 from services.extractor.readers.text import head
 

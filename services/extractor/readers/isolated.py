@@ -17,7 +17,6 @@ The child's log records are sent back and logged here, under the unit's context.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import logging
 import os
 import pickle
@@ -37,6 +36,7 @@ import pyarrow as pa
 
 from services.common.codec import decode_batch, ipc_stream
 from services.common.errors import BadInput, Transient
+from services.extractor.readers.read_scope import Aborted, ReadScope, current_scope, kill
 
 _PID: Final = "pid"
 _BATCH: Final = "batch"
@@ -55,79 +55,6 @@ _RECORD_FIELDS: Final = set(vars(logging.makeLogRecord({}))) | {"message", "asct
 
 class OutOfMemory(Exception):
     """The child needed more memory than it may use."""
-
-
-class Aborted(Exception):
-    """The read was abandoned (see :class:`ReadScope`) and its worker killed."""
-
-
-class ReadScope:
-    """What the reads of one stream share with the stream, which runs them in other threads.
-
-    - Their workers. A thread waiting for a worker's next batch cannot be interrupted, and the
-      worker may take minutes over a big sheet, or hang on a hostile file. When the stream's
-      consumer goes away, the stream aborts the scope: the workers are killed, and the waiting
-      thread returns at once with :class:`Aborted` instead of holding its thread, and the
-      worker its memory, until then.
-    - The stream's decode slot (see ``services.extractor.decode_budget``): a read that stops
-      needing a worker (an xlsx streamed instead) gives it back early through
-      :func:`decode_done`.
-    """
-
-    def __init__(self, on_decode_done: Callable[[], object] | None = None) -> None:
-        self._lock = threading.Lock()
-        self._pids: set[int] = set()
-        self.aborted = False
-        self.on_decode_done = on_decode_done
-        """Called (from a reading thread) when the reads need no more decode memory."""
-
-    # Kills happen under the lock: once ``discard`` has returned False, the worker may go back
-    # to the pool and serve another stream, and this scope must no longer reach it.
-
-    def add(self, pid: int) -> None:
-        with self._lock:
-            self._pids.add(pid)
-            if self.aborted:
-                _kill(pid)
-
-    def discard(self, pid: int) -> bool:
-        """Forget a worker; whether the scope was aborted (the worker may have been killed)."""
-        with self._lock:
-            self._pids.discard(pid)
-            return self.aborted
-
-    def abort(self) -> None:
-        with self._lock:
-            self.aborted = True
-            for pid in self._pids:
-                _kill(pid)
-
-
-_SCOPE: contextvars.ContextVar[ReadScope | None] = contextvars.ContextVar(
-    "sluice_read_scope", default=None
-)
-
-
-@contextlib.contextmanager
-def in_scope(scope: ReadScope) -> Iterator[None]:
-    """Reads first advanced in the body belong to ``scope`` for the rest of their life."""
-    token = _SCOPE.set(scope)
-    try:
-        yield
-    finally:
-        _SCOPE.reset(token)
-
-
-def decode_done() -> None:
-    """Say that the current read needs no decode memory any more (it streams instead)."""
-    scope = _SCOPE.get()
-    if scope is not None and scope.on_decode_done is not None:
-        scope.on_decode_done()
-
-
-def _kill(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
 
 
 _IDLE_WORKERS: Final = 1
@@ -282,7 +209,7 @@ class _Worker:
     pid: int
 
     def kill(self) -> None:
-        _kill(self.pid)
+        kill(self.pid)
         self.channel.close()
 
 
@@ -341,7 +268,7 @@ def read_in_child(
     the iterator was first advanced in (from any thread), which raises :class:`Aborted`.
     """
     job = Job(read, args, memory_bytes, logging.getLogger("services").getEffectiveLevel())
-    scope = _SCOPE.get() or ReadScope()
+    scope = current_scope() or ReadScope()
     worker = _POOL.take()
     try:
         worker.channel.send(job)

@@ -16,7 +16,8 @@ import pytest
 from services.common.errors import BadInput
 from services.common.spec.source import SourceOptions
 from services.extractor.readers import ReadLimits, read_batches
-from services.extractor.readers.isolated import Aborted, ReadScope, in_scope, read_in_child
+from services.extractor.readers.isolated import read_in_child
+from services.extractor.readers.read_scope import Aborted, ReadScope, in_scope
 from services.extractor.server import _ReadAhead
 from tests.unit.extract.conftest import far_cell_xls, far_cell_xlsx, read_table, small_xls
 
